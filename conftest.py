@@ -1,0 +1,7 @@
+"""Doctest collection: adapter modules of libraries that are not installed are not imported."""
+
+import importlib.util
+
+collect_ignore = [
+    f"eigdiff/backends/{name}.py" for name in ("cupy", "torch") if importlib.util.find_spec(name) is None
+]

@@ -1,0 +1,77 @@
+"""Backend adapters: one per array library, created lazily and cached per array type.
+
+An adapter owns only what differs between libraries: the native eigensolver route for the
+forward, and (for torch) the autograd wiring. Every formula lives in `eigdiff._core`.
+Nothing here imports torch or cupy: a library's adapter is loaded only when one of its
+arrays arrives (array-api-compat's ``is_*_array`` look in ``sys.modules`` first).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+from typing import Any
+
+from eigdiff import _core
+
+Array = Any
+
+
+class ArrayAPIAdapter:
+    """The default adapter: the core's forward through the array's own namespace."""
+
+    name = "array-api"
+
+    def namespace(self, X: Array) -> ModuleType:
+        """The array-API namespace of ``X``."""
+        return _core.namespace(X)
+
+    def check_values(self, X: Array) -> bool:
+        """Whether value-dependent checks (NaN/Inf) may run on ``X``."""
+        return True
+
+    def decompose(self, X: Array, xp: ModuleType) -> tuple[Array, Array]:
+        """Full, non-differentiable (lmd ascending, Y) of ½(X + Xᵀ)."""
+        return _core.decompose(X, xp=xp)
+
+    def eigh(self, X: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType) -> tuple[Array, Array]:
+        """The top-k eigenpairs of ½(X + Xᵀ), differentiable where the library has autograd."""
+        lmd, Y = self.decompose(X, xp)
+        return _core.top(lmd, Y, k)
+
+
+# (library, array class, adapter module); a library not yet imported cannot own the array.
+_MODULES = (
+    ("torch", "Tensor", "eigdiff.backends.torch"),
+    ("cupy", "ndarray", "eigdiff.backends.cupy"),
+    ("numpy", "ndarray", "eigdiff.backends.numpy"),
+)
+_by_type: dict[type, ArrayAPIAdapter] = {}
+
+
+def adapter_for(X: Array) -> ArrayAPIAdapter:
+    """The adapter for ``X``'s array type, importing its module on first use."""
+    kind = type(X)
+    adapter = _by_type.get(kind)
+    if adapter is None:
+        adapter = ArrayAPIAdapter()
+        for library, cls, module in _MODULES:
+            lib = sys.modules.get(library)
+            if lib is not None and isinstance(X, getattr(lib, cls)):
+                loaded = sys.modules.get(module) or importlib.import_module(module)
+                adapter = loaded.ADAPTER
+                break
+        _by_type[kind] = adapter
+    return adapter
+
+
+def load_present_adapters() -> None:
+    """Import the adapters of libraries that are already imported (none is imported here).
+
+    Run at ``import eigdiff`` so that a first call inside ``torch.compile`` finds the torch
+    adapter loaded: Dynamo cannot trace an import.
+    """
+    for library, _, module in _MODULES:
+        if library in sys.modules and library != "cupy":
+            importlib.import_module(module)

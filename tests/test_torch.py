@@ -1,0 +1,249 @@
+"""The torch adapter: autograd, the tutorial's gradcheck protocol, torch.func, compile, forward mode."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch.autograd import gradcheck, gradgradcheck  # noqa: E402
+from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap  # noqa: E402
+
+import eigdiff  # noqa: E402
+from eigdiff.backends.torch import EigenDecompositionFcn, EighFunction  # noqa: E402
+from _spectra import matrix_from_spectrum  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _separated(batch: tuple[int, ...], M: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
+    """Float64 matrices with gaps ≥ 0.5, plus a skew part that ½(X + Xᵀ) discards."""
+    rng = np.random.default_rng(seed)
+    lmd = np.cumsum(0.5 + rng.random(batch + (M,)), axis=-1) - M / 2
+    X = matrix_from_spectrum(lmd, rng) + 0.1 * np.triu(rng.standard_normal(batch + (M, M)), 1)
+    return torch.tensor(X, device=device)
+
+
+_WEIGHTS = {
+    (M, k): tuple(torch.tensor(np.random.default_rng(M * 100 + k).standard_normal(s)) for s in [(M, k), (k,)])
+    for M in range(1, 9) for k in range(1, M + 1)
+}  # made here, not inside vmap or compile, where random generation is restricted
+
+
+def _loss_weights(M: int, k: int, dtype=torch.float64, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    W, c = _WEIGHTS[M, k]
+    return W.to(dtype=dtype, device=device), c.to(dtype=dtype, device=device)
+
+
+def _loss(eigh_fn, X: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Sign-invariant: Σ W ∘ Y∘Y + c·λ over the top k."""
+    lmd, Y = eigh_fn(X, k)
+    W, c = _loss_weights(X.shape[-1], Y.shape[-1], X.dtype, X.device)
+    return (W * Y * Y).sum() + (c * lmd).sum()
+
+
+def _ours(X: torch.Tensor, k: int | None):
+    return eigdiff.eigh(X, top_k=k)
+
+
+def _native(X: torch.Tensor, k: int | None):
+    lmd, Y = torch.linalg.eigh((X + X.mT) / 2)
+    k = X.shape[-1] if k is None else k
+    return lmd[..., -k:], Y[..., -k:]
+
+
+# ---------------------------------------------------------------- the tutorial's protocol
+
+
+@pytest.mark.parametrize("m", [5, 8, 16])
+def test_tutorial_gradcheck_protocol(m: int) -> None:
+    """float64, m in {5, 8, 16}, top_k None and every value 1..m, eps=1e-6, atol=1e-3, rtol=1e-6."""
+    X = torch.randn(2, m, m, dtype=torch.float64, generator=torch.Generator().manual_seed(m), requires_grad=True)
+    for top_k in [None, *range(1, m + 1)]:
+        Y = EigenDecompositionFcn.apply(X, top_k)
+        assert Y.shape == (2, m, m if top_k is None else top_k)
+        # The tutorial's check: gradients of Y itself (the sign is fixed by the forward).
+        assert gradcheck(lambda Z: EigenDecompositionFcn.apply(Z, top_k), (X,), eps=1e-6, atol=1e-3, rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [(), (3,), (2, 2)], ids=lambda b: f"batch{b}")
+@pytest.mark.parametrize("top_k", [None, 1, 3])
+def test_gradcheck_both_outputs(device: str, batch: tuple[int, ...], top_k: int | None) -> None:
+    X = _separated(batch, 4, device=device).requires_grad_()
+    assert gradcheck(lambda Z: eigdiff.eigh(Z, top_k=top_k), (X,), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_empty_batch(top_k: int | None) -> None:
+    X = torch.zeros(0, 4, 4, dtype=torch.float64, requires_grad=True)
+    lmd, Y = eigdiff.eigh(X, top_k=top_k)
+    assert Y.shape == (0, 4, top_k or 4)
+    (lmd.sum() + Y.sum()).backward()
+    assert X.grad.shape == (0, 4, 4)
+
+
+def test_one_by_one() -> None:
+    X = torch.tensor([[[2.0]]], dtype=torch.float64, requires_grad=True)
+    lmd, Y = eigdiff.eigh(X)
+    (lmd.sum() + Y.sum()).backward()
+    assert X.grad.tolist() == [[[1.0]]]  # dλ/dX = 1; Y = ±1 has no derivative
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_matches_native_autograd(device: str, top_k: int | None) -> None:
+    X = _separated((3,), 6, device=device).requires_grad_()
+    (G,) = torch.autograd.grad(_loss(_ours, X, top_k), X)
+    (G_native,) = torch.autograd.grad(_loss(_native, X, top_k), X)
+    torch.testing.assert_close(G, G_native, rtol=0, atol=1e-9)
+    assert G.device == X.device and G.dtype == X.dtype
+
+
+def test_outputs_stay_on_device_and_dtype() -> None:
+    for device in DEVICES:
+        for dtype in (torch.float32, torch.float64):
+            lmd, Y = eigdiff.eigh(torch.eye(3, dtype=dtype, device=device), top_k=2)
+            assert lmd.device.type == device and Y.device.type == device and lmd.dtype == dtype == Y.dtype
+
+
+def test_no_graph_without_requires_grad() -> None:
+    lmd, Y = eigdiff.eigh(_separated((2,), 4))
+    assert lmd.grad_fn is None and Y.grad_fn is None and not Y.requires_grad
+    X = _separated((2,), 4).requires_grad_()
+    with torch.no_grad():
+        lmd, Y = eigdiff.eigh(X)
+    assert Y.grad_fn is None
+
+
+def test_top_k_backward_does_not_pad_to_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter hands the core V with k columns, never zero-padded to M (O(M²k) backward)."""
+    import eigdiff._core as core
+
+    seen = []
+    original = core.backward_unchecked
+
+    def spy(lmd, Y, V, g_lmd, K, **kw):
+        seen.append((tuple(V.shape), K))
+        return original(lmd, Y, V, g_lmd, K, **kw)
+
+    monkeypatch.setattr(core, "backward_unchecked", spy)
+    X = _separated((2,), 7).requires_grad_()
+    _loss(_ours, X, 2).backward()
+    assert seen == [((2, 7, 2), 2)]
+
+
+def test_degenerate_input_gives_finite_gradient_unlike_native() -> None:
+    """Exactly repeated eigenvalues: native eigh gives NaN, eigdiff a finite, FD-exact gradient."""
+    X = torch.diag(torch.tensor([1.0, 2.0, 2.0, 3.0], dtype=torch.float64)).requires_grad_()
+    A = torch.tensor(np.random.default_rng(0).standard_normal((4, 4)))
+    A = A + A.T
+
+    def proj(eigh_fn):  # ⟨A, projector onto the top-3 space⟩: invariant inside the tie
+        _, Y = eigh_fn(X, 3)
+        return (A * (Y @ Y.mT)).sum()
+
+    (G,) = torch.autograd.grad(proj(_ours), X)
+    (G_native,) = torch.autograd.grad(proj(_native), X)
+    assert torch.isnan(G_native).any() and torch.isfinite(G).all()
+    # Reference: the projector's derivative only couples the bottom eigenvector with the rest.
+    expected = torch.zeros(4, 4, dtype=torch.float64)
+    for j, lam in zip(range(1, 4), [2.0, 2.0, 3.0]):
+        expected[0, j] = expected[j, 0] = A[0, j] / (lam - 1.0)
+    torch.testing.assert_close(G, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("degeneracy", eigdiff.DEGENERACY_MODES)
+def test_autograd_degenerate_finite_any_mode(degeneracy: str) -> None:
+    X = torch.eye(5, dtype=torch.float32).requires_grad_()
+    lmd, Y = eigdiff.eigh(X, top_k=2, degeneracy=degeneracy)
+    (Y.sum() + lmd.sum()).backward()
+    assert torch.isfinite(X.grad).all()
+
+
+# ---------------------------------------------------------------- double backward, forward mode
+
+
+@pytest.mark.parametrize("top_k", [None, 1, 3])
+def test_gradgradcheck(top_k: int | None) -> None:
+    X = _separated((2,), 4).requires_grad_()
+    f = lambda Z: (eigdiff.eigh(Z, top_k=top_k)[0], eigdiff.eigh(Z, top_k=top_k)[1] ** 2)  # noqa: E731
+    assert gradgradcheck(f, (X,), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("top_k", [None, 1, 3])
+def test_forward_mode_gradcheck(top_k: int | None) -> None:
+    X = _separated((2,), 4).requires_grad_()
+    assert gradcheck(
+        lambda Z: eigdiff.eigh(Z, top_k=top_k), (X,), eps=1e-6, atol=1e-7, rtol=1e-6,
+        check_forward_ad=True, check_backward_ad=False, check_undefined_grad=False, check_batched_grad=False,
+    )
+
+
+def test_forward_ad_dual_numbers_match_core_jvp() -> None:
+    import torch.autograd.forward_ad as fwAD
+
+    X, dX = _separated((2,), 5), _separated((2,), 5, seed=1)
+    with fwAD.dual_level():
+        lmd, Y = eigdiff.eigh(fwAD.make_dual(X, dX), top_k=2)
+        dlmd, dY = fwAD.unpack_dual(lmd).tangent, fwAD.unpack_dual(Y).tangent
+    (_, _), (dlmd_ref, dY_ref) = eigdiff.jvp(X, dX, top_k=2)
+    torch.testing.assert_close(dlmd, dlmd_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(dY, dY_ref, rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- torch.func
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_func_transforms_match_native(top_k: int | None) -> None:
+    X = _separated((3,), 4)
+    ours, native = (lambda Z: _loss(_ours, Z, top_k)), (lambda Z: _loss(_native, Z, top_k))
+    close = lambda a, b: torch.testing.assert_close(a, b, rtol=0, atol=1e-8)  # noqa: E731
+    close(vmap(grad(ours))(X), vmap(grad(native))(X))
+    close(jacrev(ours)(X[0]), jacrev(native)(X[0]))
+    close(jacfwd(ours)(X[0]), jacrev(native)(X[0]))
+    close(hessian(ours)(X[0]), hessian(native)(X[0]))
+    close(vmap(jacrev(ours))(X), vmap(jacfwd(native))(X))
+    t_ours = jvp(ours, (X[0],), (X[1],))[1]
+    t_native = jvp(native, (X[0],), (X[1],))[1]
+    close(t_ours, t_native)
+
+
+def test_vmap_nested_and_in_dims() -> None:
+    X = _separated((2, 3), 4)
+    f = lambda Z: eigdiff.eigh(Z, top_k=2)[1] ** 2  # noqa: E731
+    ref = f(X)
+    torch.testing.assert_close(vmap(vmap(f))(X), ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(vmap(f, in_dims=1)(X.movedim(0, 1)), ref, rtol=0, atol=1e-12)
+    # a batch axis in the middle, and the gradient under nested vmap
+    g = vmap(vmap(grad(lambda Z: _loss(_ours, Z, 2))))(X)
+    g_native = vmap(vmap(grad(lambda Z: _loss(_native, Z, 2))))(X)
+    torch.testing.assert_close(g, g_native, rtol=0, atol=1e-9)
+
+
+def test_compile_fullgraph_matches_eager() -> None:
+    """torch.compile(fullgraph=True) of eigh + loss, then backpropagation; no graph break."""
+    torch._dynamo.reset()
+    X = _separated((3,), 5).requires_grad_()
+    loss = lambda Z: _loss(_ours, Z, 2)  # noqa: E731
+    with warnings.catch_warnings():
+        # torch's own deprecations raised while inductor imports itself are not ours to fix
+        warnings.simplefilter("ignore", DeprecationWarning)
+        value = torch.compile(loss, fullgraph=True)(X)
+        (G,) = torch.autograd.grad(value, X)
+    (G_eager,) = torch.autograd.grad(loss(X), X)
+    torch.testing.assert_close(value, loss(X), rtol=0, atol=1e-12)
+    torch.testing.assert_close(G, G_eager, rtol=0, atol=1e-12)
+
+
+def test_one_function_serves_eigh_and_the_drop_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = EighFunction.apply
+    monkeypatch.setattr(EighFunction, "apply", lambda *a: calls.append(a[1]) or original(*a))
+    X = _separated((), 4)
+    eigdiff.eigh(X, top_k=2)
+    EigenDecompositionFcn.apply(X, 3)
+    assert calls == [2, 3]
