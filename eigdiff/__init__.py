@@ -4,8 +4,8 @@ Public API: `eigh`, `backward`, `vjp`, `jvp`; the torch autograd adapter lives i
 `eigdiff.backends.torch`. ``import eigdiff`` imports neither torch nor cupy.
 """
 
-from eigdiff._api import eigh, jvp, vjp
-from eigdiff._core import DEGENERACY_MODES, DegenerateGradientWarning, backward
+from eigdiff._api import backward, eigh, jvp, vjp
+from eigdiff._core import DEGENERACY_MODES, DegenerateGradientWarning
 
 __all__ = ["DEGENERACY_MODES", "DegenerateGradientWarning", "backward", "eigh", "jvp", "vjp"]
 __version__ = "0.1.0"

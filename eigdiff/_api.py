@@ -1,7 +1,8 @@
-"""Public entry points: `eigh`, `vjp`, `jvp` (and `backward`, from the core)."""
+"""Public entry points: `eigh`, `backward`, `vjp`, `jvp`."""
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Callable
 
 from eigdiff import _core
@@ -71,6 +72,73 @@ def eigh(
     return adapter.eigh(X, k, eps=eps, degeneracy=degeneracy, xp=xp)  # type: ignore[arg-type]
 
 
+def backward(
+    lmd: Array,
+    Y: Array,
+    V: Array | None,
+    g_lmd: Array | None = None,
+    *,
+    eps: float | None = None,
+    degeneracy: str = "mask",
+    check_invariance: bool = False,
+    xp: ModuleType | None = None,
+) -> Array:
+    """dL/dX for X = Y Λ Yᵀ, from the gradients of the K largest eigenpairs.
+
+    With C = F ∘ (Yᵀ V) + E diag(g_lmd), where F_ij = 1/(λ_{M−K+j} − λ_i) (regularized where
+    the gap is at most ``eps``) and E places g_lmd on each column's own eigenvector,
+    dL/dX = ½(G + Gᵀ) with G = Y C Y_Kᵀ: O(M²K) work, O(M³) only for K = M.
+
+    Parameters
+    ----------
+    lmd : array, shape (..., M)
+        All eigenvalues, ascending, as returned by the forward.
+    Y : array, shape (..., M, M)
+        All eigenvectors (orthonormal columns), same namespace and dtype.
+    V : array of shape (..., M, K), or None
+        dL/d(the last K columns of Y); None for a zero eigenvector gradient.
+    g_lmd : array of shape (..., K), or None
+        dL/d(the last K eigenvalues); None for zero.
+    eps : float or None, keyword-only
+        Gap at or below which two eigenvalues count as equal: an absolute float, or None for
+        the scale- and dtype-aware default c · M · u · max|λ|.
+    degeneracy : {"mask", "lorentzian", "taylor"}, keyword-only
+        How 1/(λj − λi) is regularized at small gaps (see the degeneracy docs page).
+    check_invariance : bool, keyword-only
+        Warn with `DegenerateGradientWarning` when the incoming gradient is not invariant
+        within a degenerate eigenspace (data-dependent: leave off under compile or vmap).
+
+    Returns
+    -------
+    dX : array, shape (..., M, M)
+        The symmetric gradient, in the inputs' namespace, device and dtype.
+
+    Raises
+    ------
+    ValueError
+        Inconsistent shapes (named in the message), or an unknown ``degeneracy``.
+    TypeError
+        Non-float or mismatched dtypes, arrays from different libraries.
+
+    Examples
+    --------
+    >>> import numpy as np, eigdiff
+    >>> X = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> lmd, Y = np.linalg.eigh(X)
+    >>> dX = eigdiff.backward(lmd, Y, None, np.array([1.0, 1.0]))  # d trace(X)/dX = I
+    >>> np.allclose(dX, np.eye(2))
+    True
+    """
+    xp = _core.namespace(lmd, Y, V, g_lmd, xp=xp)
+    _core.check_options(eps, degeneracy)
+    _core.check_decomposition(lmd, Y, xp)
+    K = _core.check_cotangents(Y, V, g_lmd, xp)
+    return _core.backward_unchecked(
+        lmd, Y, V, g_lmd, K, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance,
+        overwrite=adapter_for(Y).may_overwrite(lmd, Y, V, g_lmd), xp=xp,
+    )
+
+
 def vjp(
     X: Array,
     *,
@@ -119,7 +187,8 @@ def vjp(
         if (V is not None or g_lmd is not None) and K != k:
             raise ValueError(f"the pullback takes cotangents for top_k = {k} eigenpairs, got K = {K}")
         return _core.backward_unchecked(
-            lmd, Y, V, g_lmd, k, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance, xp=xp
+            lmd, Y, V, g_lmd, k, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance,
+            overwrite=adapter.may_overwrite(lmd, Y, V, g_lmd), xp=xp,
         )
 
     return outputs, pullback

@@ -140,51 +140,90 @@ def default_eps(lmd: Array, xp: ModuleType) -> Array:
     return (DEFAULT_EPS_FACTOR * M * u) * scale[..., None]
 
 
-def gap_matrix(
-    lmd: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType
-) -> tuple[Array, Array, Array]:
-    """F with F_ij ≈ 1/(λ_c(j) − λ_i), c(j) = M − k + j, for i < M, j < k.
+def gap_threshold(lmd: Array, eps: float | None, xp: ModuleType) -> Array | float:
+    """``eps`` when given (absolute), else `default_eps`."""
+    return default_eps(lmd, xp) if eps is None else eps
 
-    Returns ``(F, degenerate, own)``: F regularized by ``degeneracy`` where the gap is below
-    ``eps`` (absolute when given, `default_eps` when None), the boolean mask of pairs whose
-    gap is at most eps, and the mask of each column's own eigenvector (where F is 0).
-    """
+
+def gaps(lmd: Array, k: int) -> Array:
+    """Δ_ij = λ_{M−k+j} − λ_i, shape (..., M, k)."""
     M = lmd.shape[-1]
-    dev = lmd.device
-    lmd_rows = lmd[..., :, None]
-    lmd_cols = lmd[..., None, M - k :]
-    gap = lmd_cols - lmd_rows
-    threshold = default_eps(lmd, xp) if eps is None else eps
-    own = xp.arange(M, device=dev)[:, None] == (xp.arange(k, device=dev)[None, :] + (M - k))
-    degenerate = xp.logical_and(xp.abs(gap) <= threshold, xp.logical_not(own))
-    zero = xp.zeros((), dtype=lmd.dtype, device=dev)
-    one = xp.ones((), dtype=lmd.dtype, device=dev)
-    tiny = xp.abs(gap) <= threshold
-    exact = xp.where(tiny, zero, one / xp.where(tiny, one, gap))
+    return lmd[..., None, M - k :] - lmd[..., :, None]
+
+
+def own_columns(M: int, k: int, like: Array, xp: ModuleType) -> Array:
+    """E (M, k) with E_ij = 1 where i = M − k + j: each column's own eigenvector."""
+    return xp.eye(M, k, k=k - M, dtype=like.dtype, device=like.device)
+
+
+def gap_matrix(lmd: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType) -> Array:
+    """F with F_ij ≈ 1/(λ_{M−k+j} − λ_i), shape (..., M, k), regularized where |Δ| ≤ eps.
+
+    ``eps`` is absolute when given, `default_eps` when None. Each column's own entry
+    (i = M − k + j) is 0 in every mode. No division ever sees a zero, so F and its derivatives
+    (double backward) stay finite.
+    """
+    ones = xp.ones(lmd.shape[:-1] + (lmd.shape[-1], k), dtype=lmd.dtype, device=lmd.device)
+    return gap_product(ones, lmd, k, eps=eps, degeneracy=degeneracy, xp=xp)
+
+
+def gap_product(
+    P: Array,
+    lmd: Array,
+    k: int,
+    *,
+    eps: float | None,
+    degeneracy: str,
+    xp: ModuleType,
+    halve: bool = False,
+    overwrite: bool = False,
+) -> Array:
+    """F ∘ P for the `gap_matrix` F (times ½ when ``halve``), P of shape (..., M, k).
+
+    ``halve`` runs on 2λ and 2·eps, which scales every mode's F by exactly ½ at no cost.
+    ``overwrite`` lets the product be formed in P's memory (never under autograd recording).
+    """
+    lmd_scaled = lmd * 2 if halve else lmd
+    gap = gaps(lmd_scaled, k)
+    threshold = gap_threshold(lmd, eps, xp)
+    if halve:
+        threshold = threshold * 2
+    tiny = xp.abs(gap) <= threshold  # includes each column's own entry, where Δ = 0
     if degeneracy == "mask":
-        F = exact
-    elif degeneracy == "lorentzian":
-        # Δ / (Δ² + ε²) (Liao et al., PRX 2019): 0 at a tie, 1/(2ε) at most, ≈ 1/Δ for |Δ| ≫ ε.
-        denom = gap * gap + threshold * threshold
-        F = xp.where(denom == 0, zero, gap / xp.where(denom == 0, one, denom))
+        # P / Δ with Δ := inf where tiny (P/inf = 0): no division by zero, finite derivatives.
+        if overwrite:
+            gap[tiny] = math.inf
+            P /= gap
+            return P
+        return P / xp.where(tiny, math.inf, gap)
+    if degeneracy == "lorentzian":
+        # Δ / (Δ² + ε²) (Liao et al., PRX 2019): 0 at a tie, at most 1/(2ε), ≈ 1/Δ for |Δ| ≫ ε.
+        denominator = gap * gap + threshold * threshold
+        F = gap / xp.where(denominator == 0, 1.0, denominator)  # 0/1 where Δ = ε = 0
     else:
         # Taylor (Wang et al., TPAMI 2021): with a the eigenvalue of larger magnitude and
         # r = b/a ∈ (0, 1], 1/(a − b) = a⁻¹/(1 − r) ≈ a⁻¹ Σ_{n<N} rⁿ: at most N/|a| at a tie.
-        # Pairs of opposite sign (r ≤ 0) have |a − b| ≥ |a|, so the exact 1/Δ is kept there.
-        big_is_col = xp.abs(lmd_cols) >= xp.abs(lmd_rows)
-        a = xp.where(big_is_col, lmd_cols, lmd_rows)
-        b = xp.where(big_is_col, lmd_rows, lmd_cols)
-        usable = xp.logical_and(xp.abs(a) > threshold, a * b > 0)
-        a_safe = xp.where(usable, a, one)
-        r = xp.where(usable, b / a_safe, zero)
-        series = one + zero * r
+        # Pairs of opposite sign (r ≤ 0) have |a − b| ≥ |a|, so the exact 1/Δ is kept there, and
+        # pairs of eigenvalues both within eps of zero are masked.
+        M = lmd.shape[-1]
+        rows, cols = lmd_scaled[..., :, None], lmd_scaled[..., None, M - k :]
+        big_is_col = xp.abs(cols) >= xp.abs(rows)
+        a = xp.where(big_is_col, cols, rows)
+        b = xp.where(big_is_col, rows, cols)
+        usable = (xp.abs(a) > threshold) & (a * b > 0)
+        a_or_inf = xp.where(usable, a, math.inf)
+        r = b / a_or_inf  # 0 where not usable
+        series = xp.ones_like(r)
         for _ in range(TAYLOR_TERMS - 1):
-            series = one + r * series
+            series = 1 + r * series
         # 1/(λ_col − λ_row) = +1/(a − b) when a is λ_col, −1/(a − b) otherwise.
-        sign = xp.where(big_is_col, one, -one)
-        F = xp.where(usable, sign * series / a_safe, exact)
-    F = xp.where(own, zero, F)
-    return F, degenerate, own
+        taylor = xp.where(big_is_col, series, -series) / a_or_inf
+        F = xp.where(usable, taylor, 1 / xp.where(tiny, math.inf, gap))
+        F = F * (1 - own_columns(M, k, F, xp))
+    if overwrite:
+        P *= F
+        return P
+    return P * F
 
 
 # --------------------------------------------------------------------------- backward
@@ -232,72 +271,6 @@ def check_cotangents(Y: Array, V: Array | None, g_lmd: Array | None, xp: ModuleT
     return M if K is None else K
 
 
-def backward(
-    lmd: Array,
-    Y: Array,
-    V: Array | None,
-    g_lmd: Array | None = None,
-    *,
-    eps: float | None = None,
-    degeneracy: str = "mask",
-    check_invariance: bool = False,
-    xp: ModuleType | None = None,
-) -> Array:
-    """dL/dX for X = Y Λ Yᵀ, from the gradients of the K largest eigenpairs.
-
-    With C = F ∘ (Yᵀ V) + E diag(g_lmd), where F_ij = 1/(λ_{M−K+j} − λ_i) (regularized where
-    the gap is at most ``eps``) and E places g_lmd on each column's own eigenvector,
-    dL/dX = ½(G + Gᵀ) with G = Y C Y_Kᵀ: O(M²K) work, O(M³) only for K = M.
-
-    Parameters
-    ----------
-    lmd : array, shape (..., M)
-        All eigenvalues, ascending, as returned by the forward.
-    Y : array, shape (..., M, M)
-        All eigenvectors (orthonormal columns), same namespace and dtype.
-    V : array of shape (..., M, K), or None
-        dL/d(the last K columns of Y); None for a zero eigenvector gradient.
-    g_lmd : array of shape (..., K), or None
-        dL/d(the last K eigenvalues); None for zero.
-    eps : float or None, keyword-only
-        Gap at or below which two eigenvalues count as equal: an absolute float, or None for
-        the scale- and dtype-aware default c · M · u · max|λ|.
-    degeneracy : {"mask", "lorentzian", "taylor"}, keyword-only
-        How 1/(λj − λi) is regularized at small gaps (see the degeneracy docs page).
-    check_invariance : bool, keyword-only
-        Warn with `DegenerateGradientWarning` when the incoming gradient is not invariant
-        within a degenerate eigenspace (data-dependent: leave off under compile or vmap).
-
-    Returns
-    -------
-    dX : array, shape (..., M, M)
-        The symmetric gradient, in the inputs' namespace, device and dtype.
-
-    Raises
-    ------
-    ValueError
-        Inconsistent shapes (named in the message), or an unknown ``degeneracy``.
-    TypeError
-        Non-float or mismatched dtypes, arrays from different libraries.
-
-    Examples
-    --------
-    >>> import numpy as np, eigdiff
-    >>> X = np.array([[2.0, 1.0], [1.0, 3.0]])
-    >>> lmd, Y = np.linalg.eigh(X)
-    >>> dX = eigdiff.backward(lmd, Y, None, np.array([1.0, 1.0]))  # d trace(X)/dX = I
-    >>> np.allclose(dX, np.eye(2))
-    True
-    """
-    xp = namespace(lmd, Y, V, g_lmd, xp=xp)
-    check_options(eps, degeneracy)
-    check_decomposition(lmd, Y, xp)
-    K = check_cotangents(Y, V, g_lmd, xp)
-    return backward_unchecked(
-        lmd, Y, V, g_lmd, K, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance, xp=xp
-    )
-
-
 def backward_unchecked(
     lmd: Array,
     Y: Array,
@@ -308,9 +281,14 @@ def backward_unchecked(
     eps: float | None,
     degeneracy: str,
     check_invariance: bool = False,
+    overwrite: bool = False,
     xp: ModuleType,
 ) -> Array:
-    """`backward` after validation (the adapters' entry point)."""
+    """`backward` after validation (the adapters' entry point).
+
+    ``overwrite=True`` forms products in the memory of temporaries (fewer passes over memory);
+    pass it only where no autograd records the operations.
+    """
     M = Y.shape[-1]
     Y_K = Y[..., M - K :]
     if V is None and g_lmd is None:
@@ -318,18 +296,18 @@ def backward_unchecked(
     if V is None:
         # Only eigenvalue gradients: Y_K diag(g) Y_Kᵀ, exactly symmetric by construction.
         return (Y_K * g_lmd[..., None, :]) @ Y_K.mT
-    F, degenerate, own = gap_matrix(lmd, K, eps=eps, degeneracy=degeneracy, xp=xp)
     P = Y.mT @ V
     if check_invariance:
-        warn_if_not_invariant(P, degenerate, K, xp)
-    C = F * P
+        warn_if_not_invariant(lmd, P, K, eps, xp)
+    # C = ½(F ∘ P + E diag g): the ½ of ½(G + Gᵀ) is folded into C, where it costs nothing.
+    C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, halve=True, overwrite=overwrite)
     if g_lmd is not None:
-        C = C + xp.where(own, g_lmd[..., None, :], xp.zeros((), dtype=C.dtype, device=C.device))
+        C = C + own_columns(M, K, C, xp) * (g_lmd[..., None, :] / 2)
     G = (Y @ C) @ Y_K.mT
-    return (G + G.mT) / 2
+    return G + G.mT
 
 
-def warn_if_not_invariant(P: Array, degenerate: Array, K: int, xp: ModuleType) -> None:
+def warn_if_not_invariant(lmd: Array, P: Array, K: int, eps: float | None, xp: ModuleType) -> None:
     """Warn when Yᵀ V is not symmetric on the degenerate pairs (see `DegenerateGradientWarning`).
 
     A loss invariant under rotations inside a degenerate eigenspace has (Yᵀ V)_ij = (Yᵀ V)_ji
@@ -337,13 +315,13 @@ def warn_if_not_invariant(P: Array, degenerate: Array, K: int, xp: ModuleType) -
     partner i lies outside the top K. Tolerance: √u · max|Yᵀ V|.
     """
     M = P.shape[-2]
+    if math.prod(P.shape) == 0:
+        return
+    degenerate = xp.abs(gaps(lmd, K)) <= gap_threshold(lmd, eps, xp)
     top_rows = P[..., M - K :, :]  # (..., K, K): rows of the top-K eigenvectors
     skew = top_rows - top_rows.mT
     residual = xp.concat([P[..., : M - K, :], skew], axis=-2) if M > K else skew
-    zero = xp.zeros((), dtype=P.dtype, device=P.device)
-    if math.prod(P.shape) == 0:
-        return
-    worst = float(xp.max(xp.where(degenerate, xp.abs(residual), zero)))
+    worst = float(xp.max(xp.where(degenerate, xp.abs(residual), 0.0)))
     scale = float(xp.max(xp.abs(P)))
     if worst > math.sqrt(xp.finfo(P.dtype).eps) * scale:
         warnings.warn(
@@ -368,10 +346,7 @@ def jvp_unchecked(
     """
     M = Y.shape[-1]
     Y_k = Y[..., M - k :]
-    dS_Yk = symmetrize(dX, xp) @ Y_k
-    A = Y.mT @ dS_Yk  # (..., M, k)
-    F, _, own = gap_matrix(lmd, k, eps=eps, degeneracy=degeneracy, xp=xp)
-    dY = Y @ (F * A)
-    zero = xp.zeros((), dtype=A.dtype, device=A.device)
-    dlmd = xp.sum(xp.where(own, A, zero), axis=-2)
+    A = Y.mT @ (symmetrize(dX, xp) @ Y_k)  # (..., M, k)
+    dY = Y @ gap_product(A, lmd, k, eps=eps, degeneracy=degeneracy, xp=xp)
+    dlmd = xp.sum(own_columns(M, k, A, xp) * A, axis=-2)
     return dlmd, dY

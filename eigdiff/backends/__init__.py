@@ -31,6 +31,10 @@ class ArrayAPIAdapter:
         """Whether value-dependent checks (NaN/Inf) may run on ``X``."""
         return True
 
+    def may_overwrite(self, *arrays: Array | None) -> bool:
+        """Whether the backward may form products in its temporaries' memory (no autograd here)."""
+        return True
+
     def decompose(self, X: Array, xp: ModuleType) -> tuple[Array, Array]:
         """Full, non-differentiable (lmd ascending, Y) of ½(X + Xᵀ)."""
         return _core.decompose(X, xp=xp)

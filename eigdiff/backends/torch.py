@@ -78,7 +78,10 @@ class EighFunction(torch.autograd.Function):
                 k = M
         if g_lmd is None and V is None:
             return None, None, None, None
-        dX = _core.backward_unchecked(lmd, Y, V, g_lmd, k, eps=ctx.eps, degeneracy=ctx.degeneracy, xp=xp_torch)
+        dX = _core.backward_unchecked(
+            lmd, Y, V, g_lmd, k, eps=ctx.eps, degeneracy=ctx.degeneracy,
+            overwrite=ADAPTER.may_overwrite(lmd, Y, V, g_lmd), xp=xp_torch,
+        )
         return dX, None, None, None
 
     @staticmethod
@@ -114,6 +117,15 @@ class TorchAdapter(ArrayAPIAdapter):
         if torch.compiler.is_compiling():
             return False
         return not torch._C._functorch.is_functorch_wrapped_tensor(X)
+
+    def may_overwrite(self, *arrays: Any) -> bool:
+        # In place only where autograd records nothing and no torch.func transform wraps a
+        # tensor; compiled code is functionalized and fused by the compiler anyway.
+        if torch.compiler.is_compiling():
+            return False
+        if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in arrays):
+            return False
+        return not any(a is not None and torch._C._functorch.is_functorch_wrapped_tensor(a) for a in arrays)
 
     def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
         with torch.no_grad():

@@ -1,0 +1,88 @@
+"""Measure issue #3's performance targets on this machine and print them as a Markdown table.
+
+For each (B, M) in {(5, 32), (1000, 32), (64, 128), (8, 512)} x {float32, float64}, eigdiff and
+torch's native eigh are timed side by side in one run (interleaved rounds, median per call):
+backward of the full eigenvectors, forward + backward, and peak memory of the backward; plus
+the top-k backward at (B, M, k) = (8, 512, 8). Ratios are eigdiff / native (< 1: eigdiff faster).
+
+    python benchmarks/targets.py [--rounds 15] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from eigdiff.profiling import study
+
+SHAPES = [(5, 32), (1000, 32), (64, 128), (8, 512)]
+DTYPES = [torch.float32, torch.float64]
+
+
+def _fwd_bwd(method: str, X: torch.Tensor, top_k: int | None):
+    """One forward with graph plus one backward, as a training step pays them."""
+    V = torch.ones(X.shape[:-1] + (top_k or X.shape[-1],), dtype=X.dtype)
+
+    def call() -> None:
+        Xg = X.detach().requires_grad_()
+        if method == "eigdiff":
+            import eigdiff
+
+            Y = eigdiff.eigh(Xg, top_k=top_k)[1]
+        else:
+            Y = study.native_eigh(Xg, top_k)[1]
+        torch.autograd.grad(Y, Xg, V)
+
+    return call
+
+
+def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) -> dict:
+    X = study.make_input(B, M, dtype, "cpu")
+    calls = {
+        "bwd eigdiff": study.backward_call("eigdiff", X, top_k),
+        "bwd native": study.backward_call("native", X, top_k),
+        "fwd+bwd eigdiff": _fwd_bwd("eigdiff", X, top_k),
+        "fwd+bwd native": _fwd_bwd("native", X, top_k),
+    }
+    start = time.perf_counter()
+    calls["fwd+bwd native"]()
+    once = time.perf_counter() - start
+    iters = max(1, int(0.05 / max(once, 1e-6))) * rounds
+    samples = study.time_interleaved(calls, torch.device("cpu"), iters=iters, rounds=rounds)
+    med = {name: study.summarize(name, s).median_ms for name, s in samples.items()}
+    mem = {name: study.peak_memory(calls[name], torch.device("cpu")) for name in ("bwd eigdiff", "bwd native")}
+    return {
+        "B": B, "M": M, "dtype": str(dtype).replace("torch.", ""), "top_k": top_k, "median_ms": med,
+        "peak_bytes": mem,
+        "bwd_ratio": med["bwd eigdiff"] / med["bwd native"],
+        "total_ratio": med["fwd+bwd eigdiff"] / med["fwd+bwd native"],
+        "mem_ratio": mem["bwd eigdiff"] / mem["bwd native"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args()
+    rows = [measure(B, M, dt, None, args.rounds) for dt in DTYPES for B, M in SHAPES]
+    rows += [measure(8, 512, dt, 8, args.rounds) for dt in DTYPES]
+    machine = study.machine()
+    print(f"Machine: {machine.get('cpu', machine['processor'])}, torch {machine['torch']}, {machine['threads']} threads\n")
+    print("| B | M | k | dtype | bwd eigdiff ms | bwd native ms | bwd ratio | fwd+bwd ratio | bwd peak MiB (eigdiff / native) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        m, p = r["median_ms"], r["peak_bytes"]
+        print(f"| {r['B']} | {r['M']} | {r['top_k'] or 'all'} | {r['dtype']} | {m['bwd eigdiff']:.3f} | "
+              f"{m['bwd native']:.3f} | {r['bwd_ratio']:.2f} | {r['total_ratio']:.2f} | "
+              f"{p['bwd eigdiff'] / 2**20:.2f} / {p['bwd native'] / 2**20:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

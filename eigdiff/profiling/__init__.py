@@ -1,0 +1,1 @@
+"""The ``eigdiff profile`` study: the seed tutorial's speed and memory comparison, and a sweep."""
