@@ -2,6 +2,4 @@
 
 import importlib.util
 
-collect_ignore = [
-    f"eigdiff/backends/{name}.py" for name in ("cupy", "torch") if importlib.util.find_spec(name) is None
-]
+collect_ignore = [f"eigdiff/backends/{name}.py" for name in ("cupy", "torch") if importlib.util.find_spec(name) is None]

@@ -55,7 +55,11 @@ def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) 
     med = {name: study.summarize(name, s).median_ms for name, s in samples.items()}
     mem = {name: study.peak_memory(calls[name], torch.device("cpu")) for name in ("bwd eigdiff", "bwd native")}
     return {
-        "B": B, "M": M, "dtype": str(dtype).replace("torch.", ""), "top_k": top_k, "median_ms": med,
+        "B": B,
+        "M": M,
+        "dtype": str(dtype).replace("torch.", ""),
+        "top_k": top_k,
+        "median_ms": med,
         "peak_bytes": mem,
         "bwd_ratio": med["bwd eigdiff"] / med["bwd native"],
         "total_ratio": med["fwd+bwd eigdiff"] / med["fwd+bwd native"],
@@ -71,14 +75,20 @@ def main() -> None:
     rows = [measure(B, M, dt, None, args.rounds) for dt in DTYPES for B, M in SHAPES]
     rows += [measure(8, 512, dt, 8, args.rounds) for dt in DTYPES]
     machine = study.machine()
-    print(f"Machine: {machine.get('cpu', machine['processor'])}, torch {machine['torch']}, {machine['threads']} threads\n")
-    print("| B | M | k | dtype | bwd eigdiff ms | bwd native ms | bwd ratio | fwd+bwd ratio | bwd peak MiB (eigdiff / native) |")
+    print(
+        f"Machine: {machine.get('cpu', machine['processor'])}, torch {machine['torch']}, {machine['threads']} threads\n"
+    )
+    print(
+        "| B | M | k | dtype | bwd eigdiff ms | bwd native ms | bwd ratio | fwd+bwd ratio | bwd peak MiB (eigdiff / native) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m, p = r["median_ms"], r["peak_bytes"]
-        print(f"| {r['B']} | {r['M']} | {r['top_k'] or 'all'} | {r['dtype']} | {m['bwd eigdiff']:.3f} | "
-              f"{m['bwd native']:.3f} | {r['bwd_ratio']:.2f} | {r['total_ratio']:.2f} | "
-              f"{p['bwd eigdiff'] / 2**20:.2f} / {p['bwd native'] / 2**20:.2f} |")
+        print(
+            f"| {r['B']} | {r['M']} | {r['top_k'] or 'all'} | {r['dtype']} | {m['bwd eigdiff']:.3f} | "
+            f"{m['bwd native']:.3f} | {r['bwd_ratio']:.2f} | {r['total_ratio']:.2f} | "
+            f"{p['bwd eigdiff'] / 2**20:.2f} / {p['bwd native'] / 2**20:.2f} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "rows": rows}, f, indent=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,15 +62,18 @@ def profile(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(study.STUDY_METHODS))
     if unknown or "forward" not in methods:
-        raise SystemExit(f"eigdiff profile: --methods takes 'forward' and any of {study.STUDY_METHODS[1:]}, got {methods}")
+        raise SystemExit(
+            f"eigdiff profile: --methods takes 'forward' and any of {study.STUDY_METHODS[1:]}, got {methods}"
+        )
     methods = ["forward"] + [m for m in methods if m != "forward"]
     iters = 50 if args.quick else args.iters
     machine = study.machine()
     where = f"{args.device} ({machine.get('cpu', machine['processor'])}; torch {machine['torch']}, {machine['threads']} threads)"
     if args.sweep:
         sizes = (8, 32, 128, 512) if args.quick else study.SWEEP_SIZES
-        rows = study.run_sweep(dtype=dtype, device=args.device, top_k=args.top_k or 8, sizes=sizes,
-                               show_progress=not args.no_progress)
+        rows = study.run_sweep(
+            dtype=dtype, device=args.device, top_k=args.top_k or 8, sizes=sizes, show_progress=not args.no_progress
+        )
         print(f"sweep on {where}, {args.dtype}; median ms per call")
         for r in rows:
             print(f"B={r['batch']:<5} M={r['size']:<5} {r['series']:<28} {r['median_ms']:10.4f}")
@@ -78,14 +81,30 @@ def profile(args: argparse.Namespace) -> int:
         if args.plot:
             study.plot_sweep(rows, args.plot, f"eigdiff vs torch eigh, {args.dtype}, {where}")
     else:
-        results = study.run_study(batch=batch, size=args.size, dtype=dtype, device=args.device, top_k=args.top_k,
-                                  iters=iters, methods=methods, show_progress=not args.no_progress)
+        results = study.run_study(
+            batch=batch,
+            size=args.size,
+            dtype=dtype,
+            device=args.device,
+            top_k=args.top_k,
+            iters=iters,
+            methods=methods,
+            show_progress=not args.no_progress,
+        )
         k = "" if args.top_k is None else f", top-{args.top_k}"
         title = f"B={batch}, M={args.size}, {args.dtype}{k}, {iters} calls on {where}"
         print(title)
         print(study.format_table(results))
-        payload = {"machine": machine, "batch": batch, "size": args.size, "dtype": args.dtype, "top_k": args.top_k,
-                   "device": args.device, "iters": iters, "results": [r.__dict__ for r in results]}
+        payload = {
+            "machine": machine,
+            "batch": batch,
+            "size": args.size,
+            "dtype": args.dtype,
+            "top_k": args.top_k,
+            "device": args.device,
+            "iters": iters,
+            "results": [r.__dict__ for r in results],
+        }
         if args.plot:
             study.plot_study(results, args.plot, f"Differentiable eigendecomposition on {args.device}: {title}")
     if args.json:

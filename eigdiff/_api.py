@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from eigdiff import _core
 from eigdiff.backends import adapter_for
@@ -134,8 +135,16 @@ def backward(
     _core.check_decomposition(lmd, Y, xp)
     K = _core.check_cotangents(Y, V, g_lmd, xp)
     return _core.backward_unchecked(
-        lmd, Y, V, g_lmd, K, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance,
-        overwrite=adapter_for(Y).may_overwrite(lmd, Y, V, g_lmd), xp=xp,
+        lmd,
+        Y,
+        V,
+        g_lmd,
+        K,
+        eps=eps,
+        degeneracy=degeneracy,
+        check_invariance=check_invariance,
+        overwrite=adapter_for(Y).may_overwrite(lmd, Y, V, g_lmd),
+        xp=xp,
     )
 
 
@@ -187,8 +196,16 @@ def vjp(
         if (V is not None or g_lmd is not None) and K != k:
             raise ValueError(f"the pullback takes cotangents for top_k = {k} eigenpairs, got K = {K}")
         return _core.backward_unchecked(
-            lmd, Y, V, g_lmd, k, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance,
-            overwrite=adapter.may_overwrite(lmd, Y, V, g_lmd), xp=xp,
+            lmd,
+            Y,
+            V,
+            g_lmd,
+            k,
+            eps=eps,
+            degeneracy=degeneracy,
+            check_invariance=check_invariance,
+            overwrite=adapter.may_overwrite(lmd, Y, V, g_lmd),
+            xp=xp,
         )
 
     return outputs, pullback

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,8 +56,11 @@ def _torch(device: str) -> Backend:
     import array_api_compat.torch as xp
 
     return Backend(
-        f"torch:{device}", xp, lambda a: torch.as_tensor(np.array(a), device=device),
-        lambda a: a.detach().cpu().numpy(), torch.Tensor,
+        f"torch:{device}",
+        xp,
+        lambda a: torch.as_tensor(np.array(a), device=device),
+        lambda a: a.detach().cpu().numpy(),
+        torch.Tensor,
     )
 
 

@@ -10,16 +10,22 @@ from __future__ import annotations
 import os
 
 import pytest
+from _backends import BACKENDS, Backend
 from hypothesis import HealthCheck, settings
 
-from _backends import BACKENDS, Backend
-
 settings.register_profile(
-    "ci", deadline=None, derandomize=True, max_examples=25, print_blob=True,
+    "ci",
+    deadline=None,
+    derandomize=True,
+    max_examples=25,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.register_profile(
-    "dev", deadline=None, max_examples=100, print_blob=True,
+    "dev",
+    deadline=None,
+    max_examples=100,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

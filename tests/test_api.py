@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 import pytest
-
-import eigdiff
 from _backends import Backend
 from _spectra import matrix_from_spectrum, orthogonal
+
+import eigdiff
 
 RNG = np.random.default_rng(1234)
 
@@ -96,8 +96,12 @@ def test_readonly_numpy_works() -> None:
 
 @pytest.mark.parametrize(
     ("shape", "match"),
-    [((3,), r"at least 2 dimensions, got shape \(3,\)"), ((2, 3), r"square .* got shape \(2, 3\)"),
-     ((4, 2, 3), r"got shape \(4, 2, 3\)"), ((0, 0), r"M >= 1, got shape \(0, 0\)")],
+    [
+        ((3,), r"at least 2 dimensions, got shape \(3,\)"),
+        ((2, 3), r"square .* got shape \(2, 3\)"),
+        ((4, 2, 3), r"got shape \(4, 2, 3\)"),
+        ((0, 0), r"M >= 1, got shape \(0, 0\)"),
+    ],
 )
 def test_bad_shapes(backend: Backend, shape: tuple[int, ...], match: str) -> None:
     X = backend.asarray(np.ones(shape))
@@ -111,7 +115,9 @@ def test_bad_dtypes(backend: Backend, dtype: str) -> None:
     if backend.name == "array_api_strict" and dtype == "float16":
         pytest.skip("array_api_strict has no float16")
     X = backend.asarray(np.eye(3).astype(dtype))
-    with pytest.raises(TypeError, match=f"float32 or float64 array, got dtype .*{dtype.replace('float16', 'float16|half')}"):
+    with pytest.raises(
+        TypeError, match=f"float32 or float64 array, got dtype .*{dtype.replace('float16', 'float16|half')}"
+    ):
         eigdiff.eigh(X)
 
 
@@ -131,8 +137,14 @@ def test_non_finite(backend: Backend, bad: float) -> None:
 
 @pytest.mark.parametrize(
     ("top_k", "error", "match"),
-    [(0, ValueError, r"\[1, 3\], got 0"), (4, ValueError, r"\[1, 3\], got 4"), (-1, ValueError, "got -1"),
-     (1.5, TypeError, "got float 1.5"), ("2", TypeError, "got str"), (True, TypeError, "got bool")],
+    [
+        (0, ValueError, r"\[1, 3\], got 0"),
+        (4, ValueError, r"\[1, 3\], got 4"),
+        (-1, ValueError, "got -1"),
+        (1.5, TypeError, "got float 1.5"),
+        ("2", TypeError, "got str"),
+        (True, TypeError, "got bool"),
+    ],
 )
 def test_bad_top_k(backend: Backend, top_k: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
@@ -145,8 +157,12 @@ def test_numpy_integer_top_k_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
-    [({"degeneracy": "clip"}, ValueError, "degeneracy must be one of"), ({"eps": -1.0}, ValueError, "non-negative"),
-     ({"eps": float("nan")}, ValueError, "finite"), ({"eps": "1e-9"}, TypeError, "eps must be")],
+    [
+        ({"degeneracy": "clip"}, ValueError, "degeneracy must be one of"),
+        ({"eps": -1.0}, ValueError, "non-negative"),
+        ({"eps": float("nan")}, ValueError, "finite"),
+        ({"eps": "1e-9"}, TypeError, "eps must be"),
+    ],
 )
 def test_bad_options(backend: Backend, kwargs: dict, error: type, match: str) -> None:
     X = backend.asarray(np.eye(3))

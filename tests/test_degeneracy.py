@@ -10,9 +10,6 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
-
-import eigdiff
 from _backends import Backend
 from _spectra import (
     cluster_boundaries,
@@ -22,6 +19,10 @@ from _spectra import (
     quadratic_loss_cotangents,
     random_symmetric,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+import eigdiff
 
 MODES = eigdiff.DEGENERACY_MODES
 DTYPES = ["float32", "float64"]
@@ -61,7 +62,7 @@ def _cluster_loss_parts(scale: float, labels: np.ndarray, k: int, rng: np.random
     A = random_symmetric((M, M), rng)
     w = rng.standard_normal()
     B = scale * h[:, None, None] * A[None]
-    c_of = lambda lmd_k: (w / scale) * lmd_k  # noqa: E731  (dL/dλ = 2(w/s)λ, with the ½ of quadratic_loss)
+    c_of = lambda lmd_k: (w / scale) * lmd_k
 
     def loss(Z: np.ndarray) -> float:
         lmd_all, Y = np.linalg.eigh((Z + Z.T) / 2)
@@ -98,8 +99,9 @@ def test_invariant_loss_matches_finite_differences(
 
 
 def test_default_eps_scales_with_dtype_and_spectrum() -> None:
-    from eigdiff._core import DEFAULT_EPS_FACTOR, default_eps
     import array_api_compat.numpy as xp
+
+    from eigdiff._core import DEFAULT_EPS_FACTOR, default_eps
 
     lmd = np.array([[-3.0, 1.0, 2.0], [0.0, 0.0, 0.0]])
     eps = default_eps(lmd, xp)
@@ -137,8 +139,9 @@ def test_exact_tie_top2_of_identity_float32() -> None:
 )
 def test_mode_formulas_at_a_small_gap(degeneracy: str, expected: float | None) -> None:
     """F for one pair with gap Δ = 1e-4 and eps = 1e-4: the regularizer's documented value."""
-    from eigdiff._core import TAYLOR_TERMS, gap_matrix
     import array_api_compat.numpy as xp
+
+    from eigdiff._core import TAYLOR_TERMS, gap_matrix
 
     lmd = np.array([1.0, 1.0 + 1e-4])
     F = gap_matrix(lmd, 2, eps=1e-4, degeneracy=degeneracy, xp=xp)
@@ -151,8 +154,9 @@ def test_mode_formulas_at_a_small_gap(degeneracy: str, expected: float | None) -
 
 
 def test_taylor_keeps_exact_inverse_for_opposite_signs_and_approximates_same_sign() -> None:
-    from eigdiff._core import TAYLOR_TERMS, gap_matrix
     import array_api_compat.numpy as xp
+
+    from eigdiff._core import TAYLOR_TERMS, gap_matrix
 
     lmd = np.array([-2.0, 1.0, 4.0])
     F = gap_matrix(lmd, 3, eps=0.0, degeneracy="taylor", xp=xp)
@@ -163,8 +167,9 @@ def test_taylor_keeps_exact_inverse_for_opposite_signs_and_approximates_same_sig
 
 
 def test_lorentzian_and_mask_agree_with_exact_far_from_ties() -> None:
-    from eigdiff._core import gap_matrix
     import array_api_compat.numpy as xp
+
+    from eigdiff._core import gap_matrix
 
     lmd = np.array([[-1.0, 0.5, 2.0]])
     exact = 1 / (lmd[..., None, :] - lmd[..., :, None] + np.eye(3)) * (1 - np.eye(3))

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
-
-import eigdiff
 from _backends import Backend
 from _spectra import (
     finite_difference,
@@ -20,6 +17,10 @@ from _spectra import (
     random_symmetric,
     separated_spectra,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+import eigdiff
 
 
 def _problem(lmd: np.ndarray, data: st.DataObject) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
@@ -64,7 +65,9 @@ def test_gradient_matches_torch_native(grad_backend: Backend, lmd: np.ndarray, d
     Xt = torch.tensor(X, requires_grad=True)
     lmd_t, Y_t = torch.linalg.eigh((Xt + Xt.mT) / 2)
     Y_k = Y_t[..., -k:]
-    loss = (Y_k * torch.einsum("...jab,...bj->...aj", torch.tensor(B), Y_k)).sum() + (torch.tensor(c) * lmd_t[..., -k:]).sum()
+    loss = (Y_k * torch.einsum("...jab,...bj->...aj", torch.tensor(B), Y_k)).sum() + (
+        torch.tensor(c) * lmd_t[..., -k:]
+    ).sum()
     (G_native,) = torch.autograd.grad(loss, Xt)
     np.testing.assert_allclose(G, G_native.numpy(), atol=1e-9 * (1 + np.abs(G).max()))
 
@@ -100,9 +103,9 @@ def test_jvp_matches_finite_differences_and_is_the_transpose(
     np.testing.assert_allclose(np.sum(V * dY) + np.sum(g * dlmd), np.sum(G * dX), rtol=1e-10, atol=1e-10)
 
     def top(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        l, Y = np.linalg.eigh((Z + np.swapaxes(Z, -1, -2)) / 2)
+        lam, Y = np.linalg.eigh((Z + np.swapaxes(Z, -1, -2)) / 2)
         Y = Y[..., -k:]
-        return l[..., -k:], Y * np.sign(np.sum(Y * Y_k, axis=-2, keepdims=True))  # align signs with Y_k
+        return lam[..., -k:], Y * np.sign(np.sum(Y * Y_k, axis=-2, keepdims=True))  # align signs with Y_k
 
     h = 1e-6
     (lp, Yp), (lm, Ym) = top(X + h * dX), top(X - h * dX)

@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import eigdiff  # noqa: E402
-from eigdiff.__main__ import main  # noqa: E402
-from eigdiff.profiling import study  # noqa: E402
-from eigdiff.profiling.variants import VARIANTS  # noqa: E402
+import eigdiff
+from eigdiff.__main__ import main
+from eigdiff.profiling import study
+from eigdiff.profiling.variants import VARIANTS
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -47,8 +47,22 @@ def test_peak_memory_counts_live_temporaries() -> None:
 
 def test_profile_command_writes_table_json_and_chart(tmp_path, capsys) -> None:
     out_json, out_png = tmp_path / "p.json", tmp_path / "p.png"
-    code = main(["profile", "--batch", "2", "--size", "6", "--iters", "4", "--no-progress",
-                 "--json", str(out_json), "--plot", str(out_png)])
+    code = main(
+        [
+            "profile",
+            "--batch",
+            "2",
+            "--size",
+            "6",
+            "--iters",
+            "4",
+            "--no-progress",
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     for method in study.STUDY_METHODS:
@@ -61,8 +75,16 @@ def test_profile_command_writes_table_json_and_chart(tmp_path, capsys) -> None:
 
 
 def test_profile_sweep_runs(tmp_path) -> None:
-    rows = study.run_sweep(dtype=torch.float32, device="cpu", top_k=2, sizes=(4, 8), batches=(1, 2),
-                           rounds=1, target_ms=0.1, show_progress=False)
+    rows = study.run_sweep(
+        dtype=torch.float32,
+        device="cpu",
+        top_k=2,
+        sizes=(4, 8),
+        batches=(1, 2),
+        rounds=1,
+        target_ms=0.1,
+        show_progress=False,
+    )
     assert {(r["batch"], r["size"]) for r in rows} == {(1, 4), (1, 8), (2, 4), (2, 8)}
     assert len({r["series"] for r in rows}) == 6
     study.plot_sweep(rows, str(tmp_path / "s.png"), "test")
@@ -71,8 +93,12 @@ def test_profile_sweep_runs(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--batch", "0"], "--batch must be at least 1"), (["--top-k", "40"], "--top-k must be in"),
-     (["--methods", "v1,v9"], "--methods takes"), (["--device", "cuda"], "no CUDA device")],
+    [
+        (["--batch", "0"], "--batch must be at least 1"),
+        (["--top-k", "40"], "--top-k must be in"),
+        (["--methods", "v1,v9"], "--methods takes"),
+        (["--device", "cuda"], "no CUDA device"),
+    ],
 )
 def test_profile_argument_errors(argv: list[str], message: str) -> None:
     if argv[:2] == ["--device", "cuda"] and torch.cuda.is_available():

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch.autograd import gradcheck, gradgradcheck  # noqa: E402
-from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap  # noqa: E402
+from _spectra import matrix_from_spectrum
+from torch.autograd import gradcheck, gradgradcheck
+from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
-import eigdiff  # noqa: E402
-from eigdiff.backends.torch import EigenDecompositionFcn, EighFunction  # noqa: E402
-from _spectra import matrix_from_spectrum  # noqa: E402
+import eigdiff
+from eigdiff.backends.torch import EigenDecompositionFcn, EighFunction
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -28,7 +28,8 @@ def _separated(batch: tuple[int, ...], M: int, seed: int = 0, device: str = "cpu
 
 _WEIGHTS = {
     (M, k): tuple(torch.tensor(np.random.default_rng(M * 100 + k).standard_normal(s)) for s in [(M, k), (k,)])
-    for M in range(1, 9) for k in range(1, M + 1)
+    for M in range(1, 9)
+    for k in range(1, M + 1)
 }  # made here, not inside vmap or compile, where random generation is restricted
 
 
@@ -65,7 +66,7 @@ def test_tutorial_gradcheck_protocol(m: int) -> None:
         Y = EigenDecompositionFcn.apply(X, top_k)
         assert Y.shape == (2, m, m if top_k is None else top_k)
         # The tutorial's check: gradients of Y itself (the sign is fixed by the forward).
-        assert gradcheck(lambda Z: EigenDecompositionFcn.apply(Z, top_k), (X,), eps=1e-6, atol=1e-3, rtol=1e-6)
+        assert gradcheck(lambda Z, k=top_k: EigenDecompositionFcn.apply(Z, k), (X,), eps=1e-6, atol=1e-3, rtol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -169,7 +170,7 @@ def test_autograd_degenerate_finite_any_mode(degeneracy: str) -> None:
 @pytest.mark.parametrize("top_k", [None, 1, 3])
 def test_gradgradcheck(top_k: int | None) -> None:
     X = _separated((2,), 4).requires_grad_()
-    f = lambda Z: (eigdiff.eigh(Z, top_k=top_k)[0], eigdiff.eigh(Z, top_k=top_k)[1] ** 2)  # noqa: E731
+    f = lambda Z: (eigdiff.eigh(Z, top_k=top_k)[0], eigdiff.eigh(Z, top_k=top_k)[1] ** 2)
     assert gradgradcheck(f, (X,), eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
@@ -177,8 +178,15 @@ def test_gradgradcheck(top_k: int | None) -> None:
 def test_forward_mode_gradcheck(top_k: int | None) -> None:
     X = _separated((2,), 4).requires_grad_()
     assert gradcheck(
-        lambda Z: eigdiff.eigh(Z, top_k=top_k), (X,), eps=1e-6, atol=1e-7, rtol=1e-6,
-        check_forward_ad=True, check_backward_ad=False, check_undefined_grad=False, check_batched_grad=False,
+        lambda Z: eigdiff.eigh(Z, top_k=top_k),
+        (X,),
+        eps=1e-6,
+        atol=1e-7,
+        rtol=1e-6,
+        check_forward_ad=True,
+        check_backward_ad=False,
+        check_undefined_grad=False,
+        check_batched_grad=False,
     )
 
 
@@ -201,7 +209,7 @@ def test_forward_ad_dual_numbers_match_core_jvp() -> None:
 def test_func_transforms_match_native(top_k: int | None) -> None:
     X = _separated((3,), 4)
     ours, native = (lambda Z: _loss(_ours, Z, top_k)), (lambda Z: _loss(_native, Z, top_k))
-    close = lambda a, b: torch.testing.assert_close(a, b, rtol=0, atol=1e-8)  # noqa: E731
+    close = lambda a, b: torch.testing.assert_close(a, b, rtol=0, atol=1e-8)
     close(vmap(grad(ours))(X), vmap(grad(native))(X))
     close(jacrev(ours)(X[0]), jacrev(native)(X[0]))
     close(jacfwd(ours)(X[0]), jacrev(native)(X[0]))
@@ -214,7 +222,7 @@ def test_func_transforms_match_native(top_k: int | None) -> None:
 
 def test_vmap_nested_and_in_dims() -> None:
     X = _separated((2, 3), 4)
-    f = lambda Z: eigdiff.eigh(Z, top_k=2)[1] ** 2  # noqa: E731
+    f = lambda Z: eigdiff.eigh(Z, top_k=2)[1] ** 2
     ref = f(X)
     torch.testing.assert_close(vmap(vmap(f))(X), ref, rtol=0, atol=1e-12)
     torch.testing.assert_close(vmap(f, in_dims=1)(X.movedim(0, 1)), ref, rtol=0, atol=1e-12)
@@ -228,7 +236,7 @@ def test_compile_fullgraph_matches_eager() -> None:
     """torch.compile(fullgraph=True) of eigh + loss, then backpropagation; no graph break."""
     torch._dynamo.reset()
     X = _separated((3,), 5).requires_grad_()
-    loss = lambda Z: _loss(_ours, Z, 2)  # noqa: E731
+    loss = lambda Z: _loss(_ours, Z, 2)
     with warnings.catch_warnings():
         # torch's own deprecations raised while inductor imports itself are not ours to fix
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -79,8 +79,15 @@ class EighFunction(torch.autograd.Function):
         if g_lmd is None and V is None:
             return None, None, None, None
         dX = _core.backward_unchecked(
-            lmd, Y, V, g_lmd, k, eps=ctx.eps, degeneracy=ctx.degeneracy,
-            overwrite=ADAPTER.may_overwrite(lmd, Y, V, g_lmd), xp=xp_torch,
+            lmd,
+            Y,
+            V,
+            g_lmd,
+            k,
+            eps=ctx.eps,
+            degeneracy=ctx.degeneracy,
+            overwrite=ADAPTER.may_overwrite(lmd, Y, V, g_lmd),
+            xp=xp_torch,
         )
         return dX, None, None, None
 
@@ -129,8 +136,7 @@ class TorchAdapter(ArrayAPIAdapter):
 
     def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
         with torch.no_grad():
-            lmd, Y = torch.linalg.eigh(_core.symmetrize(X, xp))
-        return lmd, Y
+            return torch.linalg.eigh(_core.symmetrize(X, xp))
 
     def eigh(self, X: Any, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType) -> tuple[Any, Any]:
         function = CompilableEighFunction if torch.compiler.is_compiling() else EighFunction

@@ -16,7 +16,8 @@ import math
 import platform
 import statistics
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -166,8 +167,16 @@ def summarize(name: str, samples: list[float]) -> Result:
 
 
 def run_study(
-    *, batch: int, size: int, dtype: torch.dtype, device: str, top_k: int | None, iters: int,
-    methods: Iterable[str] = STUDY_METHODS, rounds: int = 10, show_progress: bool = True,
+    *,
+    batch: int,
+    size: int,
+    dtype: torch.dtype,
+    device: str,
+    top_k: int | None,
+    iters: int,
+    methods: Iterable[str] = STUDY_METHODS,
+    rounds: int = 10,
+    show_progress: bool = True,
 ) -> list[Result]:
     """The tutorial's comparison at one workload; the first result is eigdiff's forward."""
     dev = torch.device(device)
@@ -238,7 +247,9 @@ def plot_study(results: list[Result], path: str, title: str) -> None:
     bars = ax.bar(range(len(results)), heights, log=True, color=[colors.get(r.method, "b") for r in results])
     ax.set_xticks(range(len(results)), [labels.get(r.method, f"bck ({r.method})") for r in results])
     for bar, r in zip(bars, results):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{r.times_forward:0.1f}x", ha="center", va="bottom")
+        ax.text(
+            bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{r.times_forward:0.1f}x", ha="center", va="bottom"
+        )
     ax.set_ylabel("log time (ms)")
     ax.grid(True)
     ax.grid(True, which="minor", axis="y", ls="--")
@@ -257,8 +268,15 @@ SWEEP_MAX_WORK = 2 * 1024**3  # skip (B, M) with B·M³ above this: one call wou
 
 
 def run_sweep(
-    *, dtype: torch.dtype, device: str, top_k: int, sizes: Iterable[int] = SWEEP_SIZES,
-    batches: Iterable[int] = SWEEP_BATCHES, rounds: int = 5, target_ms: float = 30.0, show_progress: bool = True,
+    *,
+    dtype: torch.dtype,
+    device: str,
+    top_k: int,
+    sizes: Iterable[int] = SWEEP_SIZES,
+    batches: Iterable[int] = SWEEP_BATCHES,
+    rounds: int = 5,
+    target_ms: float = 30.0,
+    show_progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Forward and backward, eigdiff and native, full and top-k, over sizes and batch sizes."""
     dev = torch.device(device)
@@ -287,8 +305,17 @@ def run_sweep(
         samples = time_interleaved(calls, dev, iters=iters, rounds=rounds)
         for name, s in samples.items():
             r = summarize(name, s)
-            rows.append({"batch": b, "size": m, "top_k": k, "series": name, "median_ms": r.median_ms,
-                         "q1_ms": r.q1_ms, "q3_ms": r.q3_ms})
+            rows.append(
+                {
+                    "batch": b,
+                    "size": m,
+                    "top_k": k,
+                    "series": name,
+                    "median_ms": r.median_ms,
+                    "q1_ms": r.q1_ms,
+                    "q3_ms": r.q3_ms,
+                }
+            )
         if progress is not None:
             progress.update(1)
     if progress is not None:

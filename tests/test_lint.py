@@ -1,0 +1,21 @@
+"""The code base stays ruff-clean and ruff-formatted (configuration in pyproject.toml)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PATHS = ["eigdiff", "tests", "benchmarks", "examples", "conftest.py"]
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
+def test_ruff(command: list[str]) -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install 'eigdiff[test]')")
+    result = subprocess.run([ruff, *command, *PATHS], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
