@@ -17,5 +17,7 @@ PATHS = ["eigdiff", "tests", "benchmarks", "examples", "conftest.py"]
 def test_ruff(command: list[str]) -> None:
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed (pip install 'eigdiff[test]')")
-    result = subprocess.run([sys.executable, "-m", "ruff", *command, *PATHS], cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, *PATHS], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
