@@ -106,7 +106,7 @@ def profile(args: argparse.Namespace) -> int:
             "results": [r.__dict__ for r in results],
         }
         if args.plot:
-            study.plot_study(results, args.plot, f"Differentiable eigendecomposition on {args.device}: {title}")
+            study.plot_study(results, args.plot, f"Differentiable eigendecomposition on {args.device}\n{title}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2)

@@ -21,7 +21,12 @@ def _prepare(X: Array, top_k: object, eps: object, degeneracy: object) -> tuple[
 
 
 def eigh(
-    X: Array, *, top_k: int | None = None, eps: float | None = None, degeneracy: str = "mask"
+    X: Array,
+    *,
+    top_k: int | None = None,
+    eps: float | None = None,
+    degeneracy: str = "mask",
+    check_invariance: bool = False,
 ) -> tuple[Array, Array]:
     """Eigendecomposition of ½(X + Xᵀ), differentiable through eigdiff's backward.
 
@@ -37,6 +42,10 @@ def eigh(
         float, or None for the default c · M · u · max|λ| (u: the dtype's machine epsilon).
     degeneracy : {"mask", "lorentzian", "taylor"}, keyword-only
         How the backward treats gaps at or below ``eps`` (see the degeneracy docs page).
+    check_invariance : bool, keyword-only
+        torch: have the backward warn (`DegenerateGradientWarning`) when the incoming
+        gradient is not invariant within a degenerate eigenspace. Other libraries have no
+        backward here; pass it to `vjp` or `backward` instead.
 
     Returns
     -------
@@ -70,7 +79,7 @@ def eigh(
     (2, 1)
     """
     xp, adapter, k = _prepare(X, top_k, eps, degeneracy)
-    return adapter.eigh(X, k, eps=eps, degeneracy=degeneracy, xp=xp)  # type: ignore[arg-type]
+    return adapter.eigh(X, k, eps=eps, degeneracy=degeneracy, xp=xp, check_invariance=check_invariance)  # type: ignore[arg-type]
 
 
 def backward(
@@ -195,18 +204,7 @@ def vjp(
         K = _core.check_cotangents(Y, V, g_lmd, xp)
         if (V is not None or g_lmd is not None) and K != k:
             raise ValueError(f"the pullback takes cotangents for top_k = {k} eigenpairs, got K = {K}")
-        return _core.backward_unchecked(
-            lmd,
-            Y,
-            V,
-            g_lmd,
-            k,
-            eps=eps,
-            degeneracy=degeneracy,
-            check_invariance=check_invariance,
-            overwrite=adapter.may_overwrite(lmd, Y, V, g_lmd),
-            xp=xp,
-        )
+        return backward(lmd, Y, V, g_lmd, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance, xp=xp)
 
     return outputs, pullback
 

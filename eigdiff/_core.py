@@ -34,7 +34,18 @@ class DegenerateGradientWarning(UserWarning):
     """The incoming gradient is not invariant within a degenerate eigenspace.
 
     There the derivative of the eigenvectors does not exist and the masked (or regularized)
-    gradient is one choice among many; see the docs page on degeneracy.
+    gradient is one choice among many; see the docs page on degeneracy. Raised only when
+    asked for, with ``check_invariance=True``.
+
+    Examples
+    --------
+    >>> import warnings, numpy as np, eigdiff
+    >>> V = np.zeros((3, 2)); V[2, 0] = 1.0  # turns y₂ towards y₃ inside the tie λ₂ = λ₃
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = eigdiff.backward(np.array([0.0, 1.0, 1.0]), np.eye(3), V, check_invariance=True)
+    >>> caught[0].category.__name__
+    'DegenerateGradientWarning'
     """
 
 
@@ -126,23 +137,29 @@ def top(lmd: Array, Y: Array, k: int) -> tuple[Array, Array]:
 # --------------------------------------------------------------------------- the gap matrix
 
 
-def default_eps(lmd: Array, xp: ModuleType) -> Array:
-    """The dtype- and scale-aware gap threshold, one per matrix, shaped ``(..., 1, 1)``.
+def default_eps(lmd: Array, xp: ModuleType, degeneracy: str = "mask") -> Array:
+    """The dtype- and scale-aware default eps, one per matrix, shaped ``(..., 1, 1)``.
 
-    eps = c · M · u · max|λ| with u the dtype's unit roundoff and c = `DEFAULT_EPS_FACTOR`.
-    A backward-stable symmetric eigensolver returns eigenvalues within a small multiple of
-    M · u · ‖X‖₂ of the exact ones, so computed gaps below eps cannot be told from ties
-    (measured: exact ties come back up to 15 u‖X‖ apart in float32 at M = 128).
+    ``"mask"`` and ``"taylor"``: eps = c · M · u · max|λ| with u the dtype's machine epsilon
+    and c = `DEFAULT_EPS_FACTOR`. A backward-stable symmetric eigensolver returns eigenvalues
+    within a small multiple of M · u · ‖X‖₂ of the exact ones, so computed gaps below eps
+    cannot be told from ties (measured: exact ties come back up to 15 u‖X‖ apart in float32
+    at M = 128); gaps above it are resolved and kept exact.
+
+    ``"lorentzian"``: ε = √u · max|λ|, the broadening: 1/Δ is kept to a relative error below
+    (ε/Δ)² for Δ ≫ ε, and no entry of F exceeds 1/(2ε), a gradient amplification of at most
+    1/(2√u) ≈ 1.5e3 (float32) or 3.4e7 (float64) relative to ‖V‖/‖X‖. A threshold at
+    rounding level would not regularize at all.
     """
-    M = lmd.shape[-1]
     u = xp.finfo(lmd.dtype).eps
+    factor = math.sqrt(u) if degeneracy == "lorentzian" else DEFAULT_EPS_FACTOR * lmd.shape[-1] * u
     scale = xp.max(xp.abs(lmd), axis=-1, keepdims=True)
-    return (DEFAULT_EPS_FACTOR * M * u) * scale[..., None]
+    return factor * scale[..., None]
 
 
-def gap_threshold(lmd: Array, eps: float | None, xp: ModuleType) -> Array | float:
-    """``eps`` when given (absolute), else `default_eps`."""
-    return default_eps(lmd, xp) if eps is None else eps
+def gap_threshold(lmd: Array, eps: float | None, xp: ModuleType, degeneracy: str = "mask") -> Array | float:
+    """``eps`` when given (absolute), else `default_eps` for the mode."""
+    return default_eps(lmd, xp, degeneracy) if eps is None else eps
 
 
 def gaps(lmd: Array, k: int) -> Array:
@@ -185,9 +202,13 @@ def gap_product(
     """
     lmd_scaled = lmd * 2 if halve else lmd
     gap = gaps(lmd_scaled, k)
-    threshold = gap_threshold(lmd, eps, xp)
+    threshold = gap_threshold(lmd, eps, xp, degeneracy)
     if halve:
         threshold = threshold * 2
+    if degeneracy == "lorentzian":
+        # Δ / (Δ² + ε²) (Liao et al., PRX 2019): 0 at a tie, at most 1/(2ε), ≈ 1/Δ for |Δ| ≫ ε.
+        denominator = gap * gap + threshold * threshold
+        return _times(P, gap / xp.where(denominator == 0, 1.0, denominator), overwrite)  # 0/1 at Δ = ε = 0
     tiny = xp.abs(gap) <= threshold  # includes each column's own entry, where Δ = 0
     if degeneracy == "mask":
         # P / Δ with Δ := inf where tiny (P/inf = 0): no division by zero, finite derivatives.
@@ -196,30 +217,27 @@ def gap_product(
             P /= gap
             return P
         return P / xp.where(tiny, math.inf, gap)
-    if degeneracy == "lorentzian":
-        # Δ / (Δ² + ε²) (Liao et al., PRX 2019): 0 at a tie, at most 1/(2ε), ≈ 1/Δ for |Δ| ≫ ε.
-        denominator = gap * gap + threshold * threshold
-        F = gap / xp.where(denominator == 0, 1.0, denominator)  # 0/1 where Δ = ε = 0
-    else:
-        # Taylor (Wang et al., TPAMI 2021): with a the eigenvalue of larger magnitude and
-        # r = b/a ∈ (0, 1], 1/(a − b) = a⁻¹/(1 − r) ≈ a⁻¹ Σ_{n<N} rⁿ: at most N/|a| at a tie.
-        # Pairs of opposite sign (r ≤ 0) have |a − b| ≥ |a|, so the exact 1/Δ is kept there, and
-        # pairs of eigenvalues both within eps of zero are masked.
-        M = lmd.shape[-1]
-        rows, cols = lmd_scaled[..., :, None], lmd_scaled[..., None, M - k :]
-        big_is_col = xp.abs(cols) >= xp.abs(rows)
-        a = xp.where(big_is_col, cols, rows)
-        b = xp.where(big_is_col, rows, cols)
-        usable = (xp.abs(a) > threshold) & (a * b > 0)
-        a_or_inf = xp.where(usable, a, math.inf)
-        r = b / a_or_inf  # 0 where not usable
-        series = xp.ones_like(r)
-        for _ in range(TAYLOR_TERMS - 1):
-            series = 1 + r * series
-        # 1/(λ_col − λ_row) = +1/(a − b) when a is λ_col, −1/(a − b) otherwise.
-        taylor = xp.where(big_is_col, series, -series) / a_or_inf
-        F = xp.where(usable, taylor, 1 / xp.where(tiny, math.inf, gap))
-        F = F * (1 - own_columns(M, k, F, xp))
+    # "taylor" (Wang et al., TPAMI 2021): for a same-sign pair with a the eigenvalue of larger
+    # magnitude and r = b/a ∈ (0, 1], |λ_c − λ_i| = |a|(1 − r) and 1/(1 − r) ≈ Σ_{n<N} rⁿ: at
+    # most N/|a| at a tie. The sign is that of c − i (eigenvalues ascend), which keeps F
+    # antisymmetric at ties too. Opposite-sign pairs (r ≤ 0) have |Δ| ≥ |a|: exact 1/Δ there;
+    # pairs whose larger eigenvalue is within eps of zero are masked.
+    M = lmd.shape[-1]
+    rows, cols = lmd_scaled[..., :, None], lmd_scaled[..., None, M - k :]
+    size = xp.maximum(xp.abs(rows), xp.abs(cols))  # |a|
+    usable = (size > threshold) & (rows * cols > 0)
+    size_or_inf = xp.where(usable, size, math.inf)
+    r = xp.minimum(xp.abs(rows), xp.abs(cols)) / size_or_inf  # 0 where not usable
+    series = xp.ones_like(r)
+    for _ in range(TAYLOR_TERMS - 1):
+        series = 1 + r * series
+    ascending = xp.arange(M, device=lmd.device)[:, None] < (xp.arange(k, device=lmd.device)[None, :] + (M - k))
+    taylor = xp.where(ascending, series, -series) / size_or_inf
+    F = xp.where(usable, taylor, 1 / xp.where(tiny, math.inf, gap))
+    return _times(P, F * (1 - own_columns(M, k, F, xp)), overwrite)
+
+
+def _times(P: Array, F: Array, overwrite: bool) -> Array:
     if overwrite:
         P *= F
         return P
@@ -329,7 +347,7 @@ def warn_if_not_invariant(lmd: Array, P: Array, K: int, eps: float | None, xp: M
             f"(asymmetry {worst:.3g} against gradient scale {scale:.3g}); the derivative does not "
             f"exist there and the {K}-column gradient is a regularized choice",
             DegenerateGradientWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

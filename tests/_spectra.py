@@ -40,39 +40,62 @@ def separated_spectra(draw: st.DrawFn, max_m: int = 6, min_gap: float = 0.1) -> 
     return lmd
 
 
-@st.composite
-def clustered_spectra(draw: st.DrawFn, max_m: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    """Spectra with forced clusters; returns ``(lmd (M,), cluster label per eigenvalue)``.
+CLUSTER_KINDS = ("clusters", "zero", "rank_one")
+CLUSTER_SPREADS = (0.0, 1e-9, 1e-3)
+CLUSTER_SCALES = (1e-6, 1e-2, 1.0, 1e3, 1e6)
 
-    Clusters are exact ties, ties below float32 resolution (gaps of 1e-9 relative), or ties
-    at 1e-3 relative (gaps within [1, 1.5] times that); cluster centres are at least 0.3 apart (relative), the whole spectrum scaled
-    by 1e-6 .. 1e6. Zero matrices and rank-one matrices are included.
+
+def clustered_spectrum(
+    rng: np.random.Generator, kind: str, M: int, scale: float, spread: float, sizes: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """An ascending spectrum with forced clusters and the cluster label of each eigenvalue.
+
+    ``kind``: "clusters" (cluster sizes ``sizes``, centres at least 0.3 apart relative to the
+    scale, gaps inside a cluster ``spread`` times [1, 1.5], relative), "zero" or "rank_one"
+    (sign drawn from ``rng``). The whole spectrum is multiplied by ``scale``.
     """
-    kind = draw(st.sampled_from(["clusters", "clusters", "clusters", "zero", "rank_one"]))
-    M = draw(st.integers(2, max_m))
-    scale = 10.0 ** draw(st.sampled_from([-6, -2, 0, 3, 6]))
-    rng = np.random.default_rng(draw(seeds))
     if kind == "zero":
         return np.zeros(M), np.zeros(M, dtype=int)
     if kind == "rank_one":
-        sign = draw(st.sampled_from([-1.0, 1.0]))
+        sign = rng.choice([-1.0, 1.0])
         lmd = np.zeros(M)
         lmd[-1 if sign > 0 else 0] = sign * scale
         labels = np.zeros(M, dtype=int)
         labels[-1 if sign > 0 else 0] = 1
         order = np.argsort(lmd, kind="stable")
         return lmd[order], labels[order]
-    sizes = []
-    while sum(sizes) < M:
-        sizes.append(min(draw(st.integers(1, 3)), M - sum(sizes)))
-    spread = draw(st.sampled_from([0.0, 1e-9, 1e-3]))
     centres = np.cumsum(0.3 + rng.random(len(sizes))) - rng.random() * len(sizes) * 0.6
     lmd, labels = [], []
     for c, (centre, size) in enumerate(zip(centres, sizes)):
-        offsets = np.cumsum(np.r_[0.0, 1.0 + 0.5 * rng.random(size - 1)]) * spread  # gaps in [1, 1.5]·spread
+        offsets = np.cumsum(np.r_[0.0, 1.0 + 0.5 * rng.random(size - 1)]) * spread
         lmd.extend(centre + offsets)
         labels.extend([c] * size)
     return np.asarray(lmd) * scale, np.asarray(labels)
+
+
+def random_cluster_sizes(rng: np.random.Generator, M: int) -> list[int]:
+    sizes: list[int] = []
+    while sum(sizes) < M:
+        sizes.append(min(int(rng.integers(1, 4)), M - sum(sizes)))
+    return sizes
+
+
+@st.composite
+def clustered_spectra(draw: st.DrawFn, max_m: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """`clustered_spectrum` with its parameters drawn: the degeneracy corpus.
+
+    Exact ties, ties below float32 resolution (gaps of 1e-9 relative), ties at 1e-3 relative;
+    scales 1e-6 .. 1e6; zero and rank-one matrices.
+    """
+    kind = draw(st.sampled_from(["clusters", "clusters", "clusters", "zero", "rank_one"]))
+    M = draw(st.integers(2, max_m))
+    scale = draw(st.sampled_from(CLUSTER_SCALES))
+    spread = draw(st.sampled_from(CLUSTER_SPREADS))
+    rng = np.random.default_rng(draw(seeds))
+    sizes = []
+    while sum(sizes) < M:
+        sizes.append(min(draw(st.integers(1, 3)), M - sum(sizes)))
+    return clustered_spectrum(rng, kind, M, scale, spread, sizes)
 
 
 def cluster_boundaries(labels: np.ndarray) -> list[int]:
@@ -100,6 +123,27 @@ def quadratic_loss(X: np.ndarray, k: int, B: np.ndarray, c: np.ndarray) -> float
     lmd, Y = np.linalg.eigh((X + np.swapaxes(X, -1, -2)) / 2)
     M = X.shape[-1]
     return quadratic_loss_cotangents(lmd[..., M - k :], Y[..., M - k :], B, c)[0]
+
+
+def cluster_invariant_loss(scale: float, labels: np.ndarray, k: int, rng: np.random.Generator):
+    """L = s Σ_{j ≥ M−k} h_{c(j)} y_jᵀ A y_j + (w/s) Σ_{j ≥ M−k} λ_j², s the spectrum's scale.
+
+    Invariant under rotations inside each cluster (h is constant on a cluster and the
+    λ² sum is symmetric), smooth while clusters stay apart; both parts are O(1) in s.
+    """
+    M = len(labels)
+    h = rng.standard_normal(labels.max() + 1)[labels[M - k :]]
+    A = random_symmetric((M, M), rng)
+    w = rng.standard_normal()
+    B = scale * h[:, None, None] * A[None]
+    c_of = lambda lmd_k: (w / scale) * lmd_k
+
+    def loss(Z: np.ndarray) -> float:
+        lmd_all, Y = np.linalg.eigh((Z + Z.T) / 2)
+        value, _, _ = quadratic_loss_cotangents(lmd_all[M - k :], Y[:, M - k :], B, np.zeros(k))
+        return value + (w / scale) * float(np.sum(lmd_all[M - k :] ** 2))
+
+    return B, c_of, loss
 
 
 def finite_difference(f, X: np.ndarray, h: float = 1e-6) -> np.ndarray:

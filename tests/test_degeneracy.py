@@ -13,6 +13,7 @@ import pytest
 from _backends import Backend
 from _spectra import (
     cluster_boundaries,
+    cluster_invariant_loss,
     clustered_spectra,
     finite_difference,
     matrix_from_spectrum,
@@ -51,27 +52,6 @@ def test_gradient_is_always_finite(
     assert np.all(np.isfinite(G)), G
 
 
-def _cluster_loss_parts(scale: float, labels: np.ndarray, k: int, rng: np.random.Generator):
-    """L = s Σ_{j ≥ M−k} h_{c(j)} y_jᵀ A y_j + (w/s) Σ_{j ≥ M−k} λ_j², s the spectrum's scale.
-
-    Invariant under rotations inside each cluster (h is constant on a cluster and the
-    λ² sum is symmetric), smooth while clusters stay apart; both parts are O(1) in s.
-    """
-    M = len(labels)
-    h = rng.standard_normal(labels.max() + 1)[labels[M - k :]]
-    A = random_symmetric((M, M), rng)
-    w = rng.standard_normal()
-    B = scale * h[:, None, None] * A[None]
-    c_of = lambda lmd_k: (w / scale) * lmd_k
-
-    def loss(Z: np.ndarray) -> float:
-        lmd_all, Y = np.linalg.eigh((Z + Z.T) / 2)
-        value, _, _ = quadratic_loss_cotangents(lmd_all[M - k :], Y[:, M - k :], B, np.zeros(k))
-        return value + (w / scale) * float(np.sum(lmd_all[M - k :] ** 2))
-
-    return B, c_of, loss
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(spectrum=clustered_spectra(), data=st.data())
 def test_invariant_loss_matches_finite_differences(
@@ -87,7 +67,7 @@ def test_invariant_loss_matches_finite_differences(
     k = data.draw(st.sampled_from(cluster_boundaries(labels)))
     scale = float(np.abs(lmd).max()) or 1.0
     X64 = matrix_from_spectrum(lmd, rng).astype(dtype).astype(np.float64)
-    B, c_of, loss = _cluster_loss_parts(scale, labels, k, rng)
+    B, c_of, loss = cluster_invariant_loss(scale, labels, k, rng)
     (lmd_k, Y_k), pullback = eigdiff.vjp(_as(grad_backend, X64, dtype), top_k=k)
     lmd_k, Y_k = grad_backend.to_numpy(lmd_k).astype(np.float64), grad_backend.to_numpy(Y_k).astype(np.float64)
     _, V, _ = quadratic_loss_cotangents(lmd_k, Y_k, B, np.zeros(k))
@@ -109,6 +89,8 @@ def test_default_eps_scales_with_dtype_and_spectrum() -> None:
     np.testing.assert_allclose(eps[:, 0, 0], [DEFAULT_EPS_FACTOR * 3 * np.finfo(np.float64).eps * 3.0, 0.0])
     eps32 = default_eps(lmd.astype(np.float32), xp)
     assert eps32[0, 0, 0] > 1e8 * eps[0, 0, 0]
+    broadening = default_eps(lmd, xp, "lorentzian")  # √u · max|λ|
+    np.testing.assert_allclose(broadening[:, 0, 0], [np.sqrt(np.finfo(np.float64).eps) * 3.0, 0.0])
 
 
 def test_explicit_eps_is_absolute() -> None:
@@ -164,6 +146,19 @@ def test_taylor_keeps_exact_inverse_for_opposite_signs_and_approximates_same_sig
     r = 1 / 4
     np.testing.assert_allclose(F[1, 2], sum(r**n for n in range(TAYLOR_TERMS)) / 4)  # ≈ 1/3 to r^N
     np.testing.assert_allclose(F[1, 2], 1 / 3, rtol=r**TAYLOR_TERMS * 2)
+
+
+@pytest.mark.parametrize("degeneracy", MODES)
+def test_gap_matrix_is_antisymmetric_at_ties(degeneracy: str) -> None:
+    """F_ji = −F_ij, ties included: only the antisymmetric part of Yᵀ V then reaches dX."""
+    import array_api_compat.numpy as xp
+
+    from eigdiff._core import gap_matrix
+
+    for lmd in (np.array([-3.0, -3.0, 0.0, 2.0, 2.0, 2.0 + 1e-12]), np.array([-1.0, -1e-20, 0.0, 0.0, 5.0, 6.0])):
+        F = gap_matrix(lmd, 6, eps=None, degeneracy=degeneracy, xp=xp)
+        np.testing.assert_array_equal(F, -F.T)
+        assert np.all(np.isfinite(F))
 
 
 def test_lorentzian_and_mask_agree_with_exact_far_from_ties() -> None:

@@ -156,6 +156,13 @@ def test_degenerate_input_gives_finite_gradient_unlike_native() -> None:
     torch.testing.assert_close(G, expected, rtol=0, atol=1e-12)
 
 
+def test_check_invariance_in_the_autograd_backward() -> None:
+    X = torch.diag(torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)).requires_grad_()
+    _, Y = eigdiff.eigh(X, top_k=2, check_invariance=True)
+    with pytest.warns(eigdiff.DegenerateGradientWarning):
+        (Y[1, 0] * Y[2, 0]).backward()  # changes at first order under a rotation inside the tie
+
+
 @pytest.mark.parametrize("degeneracy", eigdiff.DEGENERACY_MODES)
 def test_autograd_degenerate_finite_any_mode(degeneracy: str) -> None:
     X = torch.eye(5, dtype=torch.float32).requires_grad_()
@@ -251,7 +258,13 @@ def test_one_function_serves_eigh_and_the_drop_in(monkeypatch: pytest.MonkeyPatc
     calls = []
     original = EighFunction.apply
     monkeypatch.setattr(EighFunction, "apply", lambda *a: calls.append(a[1]) or original(*a))
-    X = _separated((), 4)
+    X = _separated((), 4).requires_grad_()
     eigdiff.eigh(X, top_k=2)
     EigenDecompositionFcn.apply(X, 3)
     assert calls == [2, 3]
+    # Without anything to differentiate the Function is skipped; the outputs are the same.
+    lmd, Y = eigdiff.eigh(X.detach(), top_k=2)
+    lmd_g, Y_g = eigdiff.eigh(X, top_k=2)
+    assert calls == [2, 3, 2] and Y.grad_fn is None
+    torch.testing.assert_close(lmd, lmd_g, rtol=0, atol=0)
+    torch.testing.assert_close(Y, Y_g, rtol=0, atol=0)

@@ -18,6 +18,52 @@ from eigdiff import _core
 Array = Any
 
 
+#: What each backend supports: the docs' backends table is generated from this, and
+#: ``tests/test_backends_table.py`` checks every entry against the code where it can run.
+SUPPORT: dict[str, dict[str, str]] = {
+    "numpy": {
+        "forward (eigh, top-k)": "yes",
+        "backward (backward, vjp)": "yes",
+        "forward mode (jvp)": "yes",
+        "autograd": "none: use vjp / jvp",
+        "devices": "cpu",
+        "dtypes": "float32, float64",
+    },
+    "array_api_strict": {
+        "forward (eigh, top-k)": "yes",
+        "backward (backward, vjp)": "yes",
+        "forward mode (jvp)": "yes",
+        "autograd": "none: use vjp / jvp",
+        "devices": "cpu (its default device)",
+        "dtypes": "float32, float64",
+    },
+    "torch": {
+        "forward (eigh, top-k)": "yes",
+        "backward (backward, vjp)": "yes",
+        "forward mode (jvp)": "yes",
+        "autograd": "reverse, forward, double backward, torch.func, torch.compile",
+        "devices": "cpu, cuda",
+        "dtypes": "float32, float64",
+    },
+    "cupy": {
+        "forward (eigh, top-k)": "yes",
+        "backward (backward, vjp)": "yes",
+        "forward mode (jvp)": "yes",
+        "autograd": "none: use vjp / jvp",
+        "devices": "cuda",
+        "dtypes": "float32, float64",
+    },
+}
+
+
+def support_table() -> str:
+    """`SUPPORT` as a Markdown table (backends as rows)."""
+    columns = list(next(iter(SUPPORT.values())))
+    lines = ["| backend | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines += [f"| {name} | " + " | ".join(row[c] for c in columns) + " |" for name, row in SUPPORT.items()]
+    return "\n".join(lines)
+
+
 class ArrayAPIAdapter:
     """The default adapter: the core's forward through the array's own namespace."""
 
@@ -39,7 +85,9 @@ class ArrayAPIAdapter:
         """Full, non-differentiable (lmd ascending, Y) of ½(X + Xᵀ)."""
         return _core.decompose(X, xp=xp)
 
-    def eigh(self, X: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType) -> tuple[Array, Array]:
+    def eigh(
+        self, X: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType, check_invariance: bool = False
+    ) -> tuple[Array, Array]:
         """The top-k eigenpairs of ½(X + Xᵀ), differentiable where the library has autograd."""
         lmd, Y = self.decompose(X, xp)
         return _core.top(lmd, Y, k)

@@ -46,12 +46,27 @@ class EighFunction(torch.autograd.Function):
     For ``k < M`` the full decomposition is returned as two extra outputs: they are what the
     backward needs (saved as outputs, so double backward differentiates through them), and
     `eigdiff.eigh` drops them. Inputs must already be validated (see `eigdiff.eigh`).
+
+    ``apply(X, k, eps, degeneracy, check_invariance=False)``: X (..., M, M) float32/float64,
+    k in [1, M]; returns (lmd (..., k), Y (..., M, k)) and, for k < M, the full lmd and Y.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from eigdiff.backends.torch import EighFunction
+    >>> X = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).requires_grad_()
+    >>> lmd, Y, lmd_all, Y_all = EighFunction.apply(X, 2, None, "mask")
+    >>> lmd.sum().backward()  # d(λ₂ + λ₃)/dX = y₂y₂ᵀ + y₃y₃ᵀ
+    >>> X.grad.diagonal().tolist()
+    [0.0, 1.0, 1.0]
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(X: torch.Tensor, k: int, eps: float | None, degeneracy: str) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        X: torch.Tensor, k: int, eps: float | None, degeneracy: str, check_invariance: bool = False
+    ) -> tuple[torch.Tensor, ...]:
         lmd, Y = torch.linalg.eigh(_core.symmetrize(X, xp_torch))
         M = X.shape[-1]
         if k == M:
@@ -60,15 +75,15 @@ class EighFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _, k, eps, degeneracy = inputs
+        _, k, eps, degeneracy, check_invariance = inputs
         lmd, Y = output[-2:]
-        ctx.k, ctx.eps, ctx.degeneracy = k, eps, degeneracy
+        ctx.k, ctx.eps, ctx.degeneracy, ctx.check_invariance = k, eps, degeneracy, check_invariance
         ctx.save_for_backward(lmd, Y)
         ctx.save_for_forward(lmd, Y)
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None, None, None]:  # type: ignore[override]
         lmd, Y = ctx.saved_tensors
         k, M = ctx.k, Y.shape[-1]
         g_lmd, V = grads[0], grads[1]
@@ -77,7 +92,7 @@ class EighFunction(torch.autograd.Function):
             if grads[2] is not None or grads[3] is not None:
                 k = M
         if g_lmd is None and V is None:
-            return None, None, None, None
+            return None, None, None, None, None
         dX = _core.backward_unchecked(
             lmd,
             Y,
@@ -86,10 +101,11 @@ class EighFunction(torch.autograd.Function):
             k,
             eps=ctx.eps,
             degeneracy=ctx.degeneracy,
+            check_invariance=ctx.check_invariance,
             overwrite=ADAPTER.may_overwrite(lmd, Y, V, g_lmd),
             xp=xp_torch,
         )
-        return dX, None, None, None
+        return dX, None, None, None, None
 
     @staticmethod
     def jvp(ctx: Any, dX: torch.Tensor, *_: Any) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
@@ -111,6 +127,15 @@ class CompilableEighFunction(EighFunction):
     """
 
     jvp = torch.autograd.Function.jvp  # type: ignore[assignment]
+
+
+def _differentiable(X: torch.Tensor) -> bool:
+    """Whether any autograd (reverse, forward-mode dual numbers, torch.func) may track X."""
+    return (
+        (torch.is_grad_enabled() and X.requires_grad)
+        or torch.autograd.forward_ad._current_level >= 0
+        or torch._C._functorch.is_functorch_wrapped_tensor(X)
+    )
 
 
 class TorchAdapter(ArrayAPIAdapter):
@@ -138,9 +163,15 @@ class TorchAdapter(ArrayAPIAdapter):
         with torch.no_grad():
             return torch.linalg.eigh(_core.symmetrize(X, xp))
 
-    def eigh(self, X: Any, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType) -> tuple[Any, Any]:
-        function = CompilableEighFunction if torch.compiler.is_compiling() else EighFunction
-        out = function.apply(X, k, eps, degeneracy)
+    def eigh(
+        self, X: Any, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType, check_invariance: bool = False
+    ) -> tuple[Any, Any]:
+        if torch.compiler.is_compiling():
+            out = CompilableEighFunction.apply(X, k, eps, degeneracy, check_invariance)
+            return out[0], out[1]
+        if not _differentiable(X):  # no graph to build: skip the Function's per-call overhead
+            return _core.top(*self.decompose(X, xp), k)
+        out = EighFunction.apply(X, k, eps, degeneracy, check_invariance)
         return out[0], out[1]
 
 

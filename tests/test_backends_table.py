@@ -1,0 +1,53 @@
+"""The docs' backends table (`eigdiff.backends.SUPPORT`) is true of the code, backend by backend."""
+
+from __future__ import annotations
+
+import numpy as np
+from _backends import Backend
+
+import eigdiff
+from eigdiff.backends import SUPPORT, support_table
+
+
+def _name(backend: Backend) -> str:
+    return backend.name.split(":")[0].replace("numpy_readonly", "numpy")
+
+
+def test_every_backend_under_test_has_a_row(backend: Backend) -> None:
+    assert _name(backend) in SUPPORT
+
+
+def test_claimed_dtypes_run_forward_backward_and_jvp(backend: Backend) -> None:
+    row = SUPPORT[_name(backend)]
+    assert row["forward (eigh, top-k)"] == row["backward (backward, vjp)"] == row["forward mode (jvp)"] == "yes"
+    for dtype in row["dtypes"].split(", "):
+        X = backend.asarray(np.diag([1.0, 2.0, 3.0]).astype(dtype))
+        lmd, Y = eigdiff.eigh(X, top_k=2)
+        (_, _), pullback = eigdiff.vjp(X, top_k=2)
+        dX = pullback(None, backend.asarray(np.ones(2, dtype=dtype)))
+        (_, _), (dlmd, _) = eigdiff.jvp(X, X, top_k=2)
+        assert dX.dtype == X.dtype == lmd.dtype == dlmd.dtype
+        np.testing.assert_allclose(backend.to_numpy(dlmd), [2.0, 3.0], rtol=1e-6)
+
+
+def test_claimed_devices(backend: Backend) -> None:
+    devices = SUPPORT[_name(backend)]["devices"]
+    if backend.name.startswith("torch"):
+        assert backend.name.split(":")[1] in devices
+    elif backend.name == "cupy":
+        assert devices == "cuda"
+    else:
+        assert devices.startswith("cpu")
+
+
+def test_autograd_claims() -> None:
+    for name, row in SUPPORT.items():
+        assert (row["autograd"].startswith("none")) == (name != "torch")
+    # torch's claims are each tested in tests/test_torch.py; this checks the words name them.
+    for feature in ("reverse", "forward", "double backward", "torch.func", "torch.compile"):
+        assert feature in SUPPORT["torch"]["autograd"]
+
+
+def test_table_renders_every_backend() -> None:
+    table = support_table()
+    assert all(f"| {name} |" in table for name in SUPPORT) and table.count("\n") == len(SUPPORT) + 1
