@@ -309,11 +309,12 @@ def backward_unchecked(
     """
     M = Y.shape[-1]
     Y_K = Y[..., M - K :]
-    if V is None and g_lmd is None:
-        return xp.zeros_like(Y)
     if V is None:
-        # Only eigenvalue gradients: Y_K diag(g) Y_Kᵀ, exactly symmetric by construction.
-        return (Y_K * g_lmd[..., None, :]) @ Y_K.mT
+        if g_lmd is None:
+            return xp.zeros_like(Y)
+        # Only eigenvalue gradients: Y_K diag(g) Y_Kᵀ, as ½(G + Gᵀ) so that it is exactly symmetric.
+        G = (Y_K * (g_lmd[..., None, :] / 2)) @ Y_K.mT
+        return G + G.mT
     P = Y.mT @ V
     if check_invariance:
         warn_if_not_invariant(lmd, P, K, eps, xp)

@@ -1,4 +1,4 @@
-"""The code base stays ruff-clean and ruff-formatted (configuration in pyproject.toml)."""
+"""The code base stays ruff-clean, ruff-formatted and mypy-clean (configuration in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -19,5 +19,14 @@ def test_ruff(command: list[str]) -> None:
         pytest.skip("ruff is not installed (pip install 'eigdiff[test]')")
     result = subprocess.run(
         [sys.executable, "-m", "ruff", *command, *PATHS], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_on_the_package() -> None:
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install 'eigdiff[test]')")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "eigdiff"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
