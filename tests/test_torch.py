@@ -15,7 +15,15 @@ from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 import eigdiff
 from eigdiff.backends.torch import EigenDecompositionFcn, EighFunction
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu", "cuda"]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """cpu, and cuda where a GPU exists (skipped with the reason elsewhere, never dropped)."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device available")
+    return request.param
 
 
 def _separated(batch: tuple[int, ...], M: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
@@ -69,7 +77,6 @@ def test_tutorial_gradcheck_protocol(m: int) -> None:
         assert gradcheck(lambda Z, k=top_k: EigenDecompositionFcn.apply(Z, k), (X,), eps=1e-6, atol=1e-3, rtol=1e-6)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [(), (3,), (2, 2)], ids=lambda b: f"batch{b}")
 @pytest.mark.parametrize("top_k", [None, 1, 3])
 def test_gradcheck_both_outputs(device: str, batch: tuple[int, ...], top_k: int | None) -> None:
@@ -93,7 +100,6 @@ def test_one_by_one() -> None:
     assert X.grad.tolist() == [[[1.0]]]  # dλ/dX = 1; Y = ±1 has no derivative
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("top_k", [None, 2])
 def test_matches_native_autograd(device: str, top_k: int | None) -> None:
     X = _separated((3,), 6, device=device).requires_grad_()
@@ -103,11 +109,15 @@ def test_matches_native_autograd(device: str, top_k: int | None) -> None:
     assert G.device == X.device and G.dtype == X.dtype
 
 
-def test_outputs_stay_on_device_and_dtype() -> None:
-    for device in DEVICES:
-        for dtype in (torch.float32, torch.float64):
-            lmd, Y = eigdiff.eigh(torch.eye(3, dtype=dtype, device=device), top_k=2)
-            assert lmd.device.type == device and Y.device.type == device and lmd.dtype == dtype == Y.dtype
+def test_outputs_and_gradients_stay_on_device_and_dtype(device: str) -> None:
+    for dtype in (torch.float32, torch.float64):
+        X = _separated((2,), 4, device=device).to(dtype).requires_grad_()
+        lmd, Y = eigdiff.eigh(X, top_k=2)
+        assert lmd.device.type == device and Y.device.type == device and lmd.dtype == dtype == Y.dtype
+        (lmd.sum() + (Y * Y).sum()).backward()
+        assert X.grad.device.type == device and X.grad.dtype == dtype
+        (_, _), (dlmd, dY) = eigdiff.jvp(X.detach(), X.detach(), top_k=2)
+        assert dlmd.device.type == device and dY.dtype == dtype
 
 
 def test_no_graph_without_requires_grad() -> None:
