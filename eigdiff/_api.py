@@ -143,18 +143,20 @@ def backward(
     _core.check_options(eps, degeneracy)
     _core.check_decomposition(lmd, Y, xp)
     K = _core.check_cotangents(Y, V, g_lmd, xp)
-    return _core.backward_unchecked(
-        lmd,
-        Y,
-        V,
-        g_lmd,
-        K,
-        eps=eps,
-        degeneracy=degeneracy,
-        check_invariance=check_invariance,
-        overwrite=adapter_for(Y).may_overwrite(lmd, Y, V, g_lmd),
-        xp=xp,
-    )
+    adapter = adapter_for(Y)
+    with adapter.on_device(Y):
+        return _core.backward_unchecked(
+            lmd,
+            Y,
+            V,
+            g_lmd,
+            K,
+            eps=eps,
+            degeneracy=degeneracy,
+            check_invariance=check_invariance,
+            overwrite=adapter.may_overwrite(lmd, Y, V, g_lmd),
+            xp=xp,
+        )
 
 
 def vjp(
@@ -250,5 +252,6 @@ def jvp(
     if dX.dtype != X.dtype:
         raise TypeError(f"dX must have X's dtype {X.dtype}, got {dX.dtype}")
     lmd, Y = adapter.decompose(X, xp)
-    tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp)
+    with adapter.on_device(X):
+        tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp)
     return _core.top(lmd, Y, k), tangents

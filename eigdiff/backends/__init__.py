@@ -8,6 +8,7 @@ arrays arrives (array-api-compat's ``is_*_array`` look in ``sys.modules`` first)
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from types import ModuleType
@@ -76,6 +77,10 @@ class ArrayAPIAdapter:
     def check_values(self, X: Array) -> bool:
         """Whether value-dependent checks (NaN/Inf) may run on ``X``."""
         return True
+
+    def on_device(self, X: Array) -> contextlib.AbstractContextManager[Any]:
+        """A context in which new arrays are made on ``X``'s device (where a library needs one)."""
+        return contextlib.nullcontext()
 
     def may_overwrite(self, *arrays: Array | None) -> bool:
         """Whether the backward may form products in its temporaries' memory (no autograd here)."""

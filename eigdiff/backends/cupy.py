@@ -24,8 +24,13 @@ from eigdiff.backends import ArrayAPIAdapter
 class CuPyAdapter(ArrayAPIAdapter):
     name = "cupy"
 
+    def on_device(self, X: Any) -> Any:
+        # array-api-compat's creation functions ignore device= for CuPy and use the current
+        # device; X.device (a cupy.cuda.Device) as a context makes it X's.
+        return X.device
+
     def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
-        with cupy.cuda.Device(X.device):
+        with self.on_device(X):
             lmd, Y = cupy.linalg.eigh(_core.symmetrize(X, xp))
         return lmd, Y
 
