@@ -34,3 +34,16 @@ def test_docs_static_artifacts_exist() -> None:
     """The figures the pages show are committed (regenerate them with the commands the pages give)."""
     for name in ("degeneracy.png", "profile_cpu.png", "sweep_cpu.png"):
         assert (DOCS / "_static" / name).stat().st_size > 0, name
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_python_snippets_run(page: str) -> None:
+    """Every ```python block of the README and the getting-started page runs as written."""
+    import re
+
+    pytest.importorskip("torch")
+    text = (DOCS.parent / page).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, page
+    for block in blocks:
+        exec(compile(block, page, "exec"), {})
