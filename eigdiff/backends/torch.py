@@ -187,6 +187,11 @@ class EigenDecompositionFcn:
     same `EighFunction` as `eigdiff.eigh`. The class attributes ``eps`` (None: the dtype-aware
     default; a float: the tutorial's absolute threshold) and ``degeneracy`` set the backward.
 
+    Raises
+    ------
+    ValueError, TypeError
+        As `eigdiff.eigh`: a bad shape, dtype, ``top_k``, or NaN/Inf in ``X``.
+
     Examples
     --------
     >>> import torch
