@@ -41,40 +41,44 @@ class _TutorialForward(torch.autograd.Function):
         return cls.apply(X, top_k)[0]
 
 
-class V1(_TutorialForward):
-    """dX = −½ Σ_k sym(w_k y_kᵀ), w_k = (X − λ_k I)† v_k, one pseudo-inverse per eigenvector."""
+class _PerEigenvector(_TutorialForward):
+    """dX = Σ_k sym(w_k y_kᵀ) with w_k = −½ (X − λ_k I)† v_k, one eigenvector at a time."""
 
     @staticmethod
-    def backward(ctx: Any, V: torch.Tensor, *_: Any) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def pinv_times(S: torch.Tensor, lmd: torch.Tensor, Y: torch.Tensor, i: int, v: torch.Tensor) -> torch.Tensor:
+        """(X − λ_i I)† v for one column v (..., M, 1)."""
+        raise NotImplementedError
+
+    @classmethod
+    def backward(cls, ctx: Any, V: torch.Tensor, *_: Any) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         S, lmd, Y = ctx.saved_tensors
         M, K = Y.shape[-1], V.shape[-1]
-        eye = torch.eye(M, dtype=S.dtype, device=S.device)
         dX = torch.zeros_like(S)
         for j in range(K):
             i = M - K + j
-            pinv = torch.linalg.pinv(S - lmd[..., i, None, None] * eye, atol=TUTORIAL_EPS)
-            w = -0.5 * (pinv @ V[..., j : j + 1])
+            w = -0.5 * cls.pinv_times(S, lmd, Y, i, V[..., j : j + 1])
             y = Y[..., i : i + 1]
             dX = dX + w @ y.mT + y @ w.mT
         return dX, None
 
 
-class V2(_TutorialForward):
-    """As v1 with (X − λ_k I)† = Y (Λ − λ_k I)† Yᵀ from the saved decomposition."""
+class V1(_PerEigenvector):
+    """v1: a numerical pseudo-inverse of (X − λ_k I) per eigenvector (an SVD each)."""
 
     @staticmethod
-    def backward(ctx: Any, V: torch.Tensor, *_: Any) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        _, lmd, Y = ctx.saved_tensors
-        M, K = Y.shape[-1], V.shape[-1]
-        dX = torch.zeros_like(Y)
-        for j in range(K):
-            i = M - K + j
-            L = lmd - lmd[..., i, None]
-            L = torch.where(L.abs() < TUTORIAL_EPS, torch.zeros_like(L), 1.0 / L)
-            w = -0.5 * ((Y * L[..., None, :]) @ (Y.mT @ V[..., j : j + 1]))
-            y = Y[..., i : i + 1]
-            dX = dX + w @ y.mT + y @ w.mT
-        return dX, None
+    def pinv_times(S: torch.Tensor, lmd: torch.Tensor, Y: torch.Tensor, i: int, v: torch.Tensor) -> torch.Tensor:
+        eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+        return torch.linalg.pinv(S - lmd[..., i, None, None] * eye, atol=TUTORIAL_EPS) @ v
+
+
+class V2(_PerEigenvector):
+    """v2: (X − λ_k I)† = Y (Λ − λ_k I)† Yᵀ from the saved decomposition, still in a loop."""
+
+    @staticmethod
+    def pinv_times(S: torch.Tensor, lmd: torch.Tensor, Y: torch.Tensor, i: int, v: torch.Tensor) -> torch.Tensor:
+        L = lmd - lmd[..., i, None]
+        L = torch.where(L.abs() < TUTORIAL_EPS, torch.zeros_like(L), 1.0 / L)
+        return (Y * L[..., None, :]) @ (Y.mT @ v)
 
 
 class V3(_TutorialForward):
