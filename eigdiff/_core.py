@@ -231,10 +231,11 @@ def gap_product(
     series = xp.ones_like(r)
     for _ in range(TAYLOR_TERMS - 1):
         series = 1 + r * series
-    ascending = xp.arange(M, device=lmd.device)[:, None] < (xp.arange(k, device=lmd.device)[None, :] + (M - k))
-    taylor = xp.where(ascending, series, -series) / size_or_inf
-    F = xp.where(usable, taylor, 1 / xp.where(tiny, math.inf, gap))
-    return _times(P, F * (1 - own_columns(M, k, F, xp)), overwrite)
+    # c(j) − i: positive above each column's own eigenvector, 0 on it (where F must be 0).
+    offset = (xp.arange(k, device=lmd.device)[None, :] + (M - k)) - xp.arange(M, device=lmd.device)[:, None]
+    signed = xp.where(offset > 0, series, xp.where(offset < 0, -series, 0.0))
+    F = xp.where(usable, signed / size_or_inf, 1 / xp.where(tiny, math.inf, gap))  # own entry: 0 either way
+    return _times(P, F, overwrite)
 
 
 def _times(P: Array, F: Array, overwrite: bool) -> Array:
