@@ -129,12 +129,17 @@ class CompilableEighFunction(EighFunction):
     jvp = torch.autograd.Function.jvp  # type: ignore[assignment]
 
 
+def _transformed(*tensors: Any) -> bool:
+    """Whether a torch.func transform wraps any of the tensors (None entries are ignored)."""
+    return any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
 def _differentiable(X: torch.Tensor) -> bool:
     """Whether any autograd (reverse, forward-mode dual numbers, torch.func) may track X."""
     return (
         (torch.is_grad_enabled() and X.requires_grad)
         or torch.autograd.forward_ad._current_level >= 0
-        or torch._C._functorch.is_functorch_wrapped_tensor(X)
+        or _transformed(X)
     )
 
 
@@ -146,18 +151,14 @@ class TorchAdapter(ArrayAPIAdapter):
 
     def check_values(self, X: Any) -> bool:
         # Value-dependent branches are not allowed inside torch.compile or torch.func transforms.
-        if torch.compiler.is_compiling():
-            return False
-        return not torch._C._functorch.is_functorch_wrapped_tensor(X)
+        return not (torch.compiler.is_compiling() or _transformed(X))
 
     def may_overwrite(self, *arrays: Any) -> bool:
         # In place only where autograd records nothing and no torch.func transform wraps a
         # tensor; compiled code is functionalized and fused by the compiler anyway.
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or _transformed(*arrays):
             return False
-        if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in arrays):
-            return False
-        return not any(a is not None and torch._C._functorch.is_functorch_wrapped_tensor(a) for a in arrays)
+        return not (torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in arrays))
 
     def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
         with torch.no_grad():
