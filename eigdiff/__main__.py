@@ -7,6 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from eigdiff.profiling import STUDY_METHODS
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eigdiff", description="eigdiff command line tools")
@@ -24,16 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help="differentiate only the top k eigenvectors")
     p.add_argument("--iters", type=int, default=1000, help="calls per method (default: 1000)")
     p.add_argument("--quick", action="store_true", help="a short run: 50 calls per method (sweep: fewer sizes)")
-    p.add_argument("--methods", default=",".join(_study_methods()), help="comma-separated subset of the methods")
+    p.add_argument("--methods", default=",".join(STUDY_METHODS), help="comma-separated subset of the methods")
     p.add_argument("--json", metavar="PATH", help="write the results and the machine's description as JSON")
     p.add_argument("--plot", metavar="PATH", help="write the chart as a PNG")
     p.add_argument("--sweep", action="store_true", help="how cost grows with M (8..1024) and batch size, log-log")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
-
-
-def _study_methods() -> tuple[str, ...]:
-    return ("forward", "v1", "v2", "v3", "eigdiff", "native")
 
 
 def _need(module: str, extra: str) -> None:
@@ -60,11 +58,9 @@ def profile(args: argparse.Namespace) -> int:
     if args.top_k is not None and not 1 <= args.top_k <= args.size:
         raise SystemExit(f"eigdiff profile: --top-k must be in [1, --size] = [1, {args.size}], got {args.top_k}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(study.STUDY_METHODS))
+    unknown = sorted(set(methods) - set(STUDY_METHODS))
     if unknown or "forward" not in methods:
-        raise SystemExit(
-            f"eigdiff profile: --methods takes 'forward' and any of {study.STUDY_METHODS[1:]}, got {methods}"
-        )
+        raise SystemExit(f"eigdiff profile: --methods takes 'forward' and any of {STUDY_METHODS[1:]}, got {methods}")
     methods = ["forward"] + [m for m in methods if m != "forward"]
     iters = 50 if args.quick else args.iters
     machine = study.machine()

@@ -22,10 +22,8 @@ from typing import Any
 import torch
 
 import eigdiff
+from eigdiff.profiling import STUDY_METHODS
 from eigdiff.profiling.variants import VARIANTS
-
-#: The bar chart's methods, in the tutorial's order.
-STUDY_METHODS = ("forward", "v1", "v2", "v3", "eigdiff", "native")
 
 
 @dataclasses.dataclass
