@@ -5,7 +5,8 @@ Public API: `eigh`, `backward`, `vjp`, `jvp`; the torch autograd adapter lives i
 """
 
 from eigdiff._api import backward, eigh, jvp, vjp
-from eigdiff._core import DEGENERACY_MODES, DegenerateGradientWarning
+from eigdiff._checks import DEGENERACY_MODES
+from eigdiff._core import DegenerateGradientWarning
 
 __all__ = ["DEGENERACY_MODES", "DegenerateGradientWarning", "backward", "eigh", "jvp", "vjp"]
 __version__ = "0.1.0"

@@ -6,18 +6,27 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _core
+from eigdiff import _checks, _core
 from eigdiff.backends import adapter_for
 
 Array = Any
 
 
-def _prepare(X: Array, top_k: object, eps: object, degeneracy: object) -> tuple[Any, Any, int]:
+def _prepare(X: Array, top_k: object, eps: object, degeneracy: object) -> tuple[Any, Any, Any, int, float | None]:
+    """Validate the forward's arguments: (X as accepted, xp, adapter, k, eps as a float or None)."""
+    X = _checks.as_array(X, "X")
     adapter = adapter_for(X)
     xp = adapter.namespace(X)
-    _core.check_options(eps, degeneracy)
-    M = _core.check_matrix(X, xp, check_finite=adapter.check_values(X))
-    return xp, adapter, _core.check_top_k(top_k, M)
+    eps = _checks.check_options(eps, degeneracy)
+    M = _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
+    return X, xp, adapter, _checks.check_top_k(top_k, M), eps
+
+
+def _check_cotangent_values(adapter: Any, xp: ModuleType, **arrays: Array | None) -> None:
+    """NaN/Inf in any named array: ValueError naming it (where values may be read)."""
+    for name, a in arrays.items():
+        if a is not None and adapter.check_values(a):
+            _checks.check_finite_values(a, name, xp)
 
 
 def eigh(
@@ -37,9 +46,10 @@ def eigh(
         array_api_strict, ...). Only the symmetric part ½(X + Xᵀ) is used. Not modified.
     top_k : int in [1, M] or None, keyword-only
         Return only the ``top_k`` eigenpairs of largest eigenvalue (still ascending).
-    eps : float or None, keyword-only
+    eps : real scalar or None, keyword-only
         Gap at or below which two eigenvalues count as equal in the backward: an absolute
-        float, or None for the default c · M · u · max|λ| (u: the dtype's machine epsilon).
+        number (Python, NumPy or a 0-d array of any library), or None for the default
+        32 · u · max|λ| (u: the dtype's machine epsilon).
     degeneracy : {"mask", "lorentzian", "taylor"}, keyword-only
         How the backward treats gaps at or below ``eps`` (see the degeneracy docs page).
     check_invariance : bool, keyword-only
@@ -54,18 +64,24 @@ def eigh(
     Y : array, shape (..., M, K)
         Matching orthonormal eigenvectors, as columns.
 
-    Both keep the input's namespace, device and dtype. For torch tensors both are
+    Both keep the input's namespace, device and dtype, and own their memory (top-k results
+    are compact, not views of the full decomposition). M = 0 gives empty arrays. For torch tensors both are
     differentiable with respect to ``X`` (reverse and forward mode, torch.func, double
     backward); NumPy and CuPy users differentiate with `vjp` or `jvp`.
 
     Raises
     ------
     ValueError
-        ``X`` has fewer than 2 dimensions, is not square, has M = 0, or holds NaN/Inf (not
-        checked inside torch.compile or torch.func transforms); ``top_k`` outside [1, M];
-        unknown ``degeneracy``; negative ``eps``.
+        ``X`` has fewer than 2 dimensions, is not square, or holds NaN/Inf (not checked
+        inside torch.compile or torch.func transforms); ``top_k`` outside [1, M];
+        unknown ``degeneracy``; negative, infinite or non-scalar ``eps``.
     TypeError
-        ``X`` is integer, bool, float16, bfloat16 or complex; ``top_k`` is not an integer.
+        ``X`` is not a dense array (a list, ``np.matrix``, a masked or sparse array), or is
+        integer, bool, float16, bfloat16 or complex; ``top_k`` is not an integer; ``eps``
+        is not a real number.
+    NotImplementedError
+        torch: nested forward-mode transforms (``jacfwd(jacfwd(f))``), where torch 2.13
+        returns zeros for custom autograd Functions; use ``hessian`` or ``jacrev`` instead.
 
     Examples
     --------
@@ -78,14 +94,14 @@ def eigh(
     >>> Y.shape
     (2, 1)
     """
-    xp, adapter, k = _prepare(X, top_k, eps, degeneracy)
+    X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
     return adapter.eigh(X, k, eps=eps, degeneracy=degeneracy, xp=xp, check_invariance=check_invariance)  # type: ignore[arg-type]
 
 
 def backward(
     lmd: Array,
     Y: Array,
-    V: Array | None,
+    V: Array | None = None,
     g_lmd: Array | None = None,
     *,
     eps: float | None = None,
@@ -102,16 +118,16 @@ def backward(
     Parameters
     ----------
     lmd : array, shape (..., M)
-        All eigenvalues, ascending, as returned by the forward.
+        All eigenvalues, ascending (checked), as returned by the forward.
     Y : array, shape (..., M, M)
-        All eigenvectors (orthonormal columns), same namespace and dtype.
+        All eigenvectors (orthonormal columns), same library and dtype.
     V : array of shape (..., M, K), or None
         dL/d(the last K columns of Y); None for a zero eigenvector gradient.
     g_lmd : array of shape (..., K), or None
         dL/d(the last K eigenvalues); None for zero.
-    eps : float or None, keyword-only
-        Gap at or below which two eigenvalues count as equal: an absolute float, or None for
-        the scale- and dtype-aware default c · M · u · max|λ|.
+    eps : real scalar or None, keyword-only
+        Gap at or below which two eigenvalues count as equal: an absolute number, or None
+        for the scale- and dtype-aware default 32 · u · max|λ|.
     degeneracy : {"mask", "lorentzian", "taylor"}, keyword-only
         How 1/(λj − λi) is regularized at small gaps (see the degeneracy docs page).
     check_invariance : bool, keyword-only
@@ -126,9 +142,12 @@ def backward(
     Raises
     ------
     ValueError
-        Inconsistent shapes (named in the message), or an unknown ``degeneracy``.
+        Inconsistent shapes (named in the message), NaN or Inf in any array (named; not
+        checked inside torch.compile or torch.func transforms), ``lmd`` not ascending, an
+        unknown ``degeneracy`` or a bad ``eps``.
     TypeError
-        Non-float or mismatched dtypes, arrays from different libraries.
+        Non-float or mismatched dtypes; a list, scalar, sparse or masked array; arrays from
+        different libraries (both named).
 
     Examples
     --------
@@ -139,11 +158,34 @@ def backward(
     >>> np.allclose(dX, np.eye(2))
     True
     """
-    xp = _core.namespace(lmd, Y, V, g_lmd, xp=xp)
-    _core.check_options(eps, degeneracy)
-    _core.check_decomposition(lmd, Y, xp)
-    K = _core.check_cotangents(Y, V, g_lmd, xp)
+    Y = _checks.as_array(Y, "Y")
+    lmd = _checks.as_array(lmd, "lmd", like=Y)
+    V = None if V is None else _checks.as_array(V, "V", like=Y)
+    g_lmd = None if g_lmd is None else _checks.as_array(g_lmd, "g_lmd", like=Y)
+    xp = _checks.namespace(lmd, Y, V, g_lmd, xp=xp)
+    eps = _checks.check_options(eps, degeneracy)
+    _checks.check_decomposition(lmd, Y, xp)
+    K = _checks.check_cotangents(Y, V, g_lmd, xp)
     adapter = adapter_for(Y)
+    _check_cotangent_values(adapter, xp, lmd=lmd, Y=Y, V=V, g_lmd=g_lmd)
+    if adapter.check_values(lmd):
+        _checks.check_ascending(lmd, xp)
+    return _backward(adapter, lmd, Y, V, g_lmd, K, eps, degeneracy, check_invariance, xp)
+
+
+def _backward(
+    adapter: Any,
+    lmd: Array,
+    Y: Array,
+    V: Array | None,
+    g_lmd: Array | None,
+    K: int,
+    eps: float | None,
+    degeneracy: str,
+    check_invariance: bool,
+    xp: ModuleType,
+) -> Array:
+    """`backward` after validation: the core on the arrays' device."""
     with adapter.on_device(Y):
         return _core.backward_unchecked(
             lmd,
@@ -182,11 +224,13 @@ def vjp(
     Returns
     -------
     (lmd, Y) : arrays
-        As `eigh` returns them.
+        As `eigh` returns them: arrays of their own, so editing them leaves the pullback
+        unchanged.
     pullback : callable
         ``pullback(V=None, g_lmd=None) -> dX``: ``V`` of Y's shape is dL/dY, ``g_lmd`` of
         lmd's shape is dL/dlmd, either None for zero; ``dX`` (..., M, M) is symmetric.
-        Raises ValueError when a cotangent's shape does not match its output.
+        Raises ValueError when a cotangent's shape does not match its output or it holds
+        NaN/Inf, TypeError when it is not an array of X's library and dtype.
 
     Examples
     --------
@@ -198,15 +242,18 @@ def vjp(
            [0., 0., 0.],
            [0., 0., 1.]])
     """
-    xp, adapter, k = _prepare(X, top_k, eps, degeneracy)
+    X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
     lmd, Y = adapter.decompose(X, xp)
-    outputs = _core.top(lmd, Y, k)
+    outputs = _core.top(lmd, Y, k, xp, copy=True)  # the pullback keeps lmd and Y to itself
 
     def pullback(V: Array | None = None, g_lmd: Array | None = None) -> Array:
-        K = _core.check_cotangents(Y, V, g_lmd, xp)
+        V = None if V is None else _checks.as_array(V, "V", like=Y)
+        g_lmd = None if g_lmd is None else _checks.as_array(g_lmd, "g_lmd", like=Y)
+        K = _checks.check_cotangents(Y, V, g_lmd, xp)
         if (V is not None or g_lmd is not None) and K != k:
             raise ValueError(f"the pullback takes cotangents for top_k = {k} eigenpairs, got K = {K}")
-        return backward(lmd, Y, V, g_lmd, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance, xp=xp)
+        _check_cotangent_values(adapter, xp, V=V, g_lmd=g_lmd)
+        return _backward(adapter, lmd, Y, V, g_lmd, K, eps, degeneracy, check_invariance, xp)
 
     return outputs, pullback
 
@@ -236,7 +283,8 @@ def jvp(
     Raises
     ------
     ValueError, TypeError
-        As `eigh`, and when ``dX`` does not match ``X`` in shape or dtype.
+        As `eigh`, and when ``dX`` does not match ``X`` in library, shape or dtype, or
+        holds NaN/Inf.
 
     Examples
     --------
@@ -246,12 +294,14 @@ def jvp(
     >>> dlmd
     array([0., 1.])
     """
-    xp, adapter, k = _prepare(X, top_k, eps, degeneracy)
+    X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
+    dX = _checks.as_array(dX, "dX", like=X)
     if tuple(dX.shape) != tuple(X.shape):
         raise ValueError(f"dX must have X's shape {tuple(X.shape)}, got {tuple(dX.shape)}")
     if dX.dtype != X.dtype:
         raise TypeError(f"dX must have X's dtype {X.dtype}, got {dX.dtype}")
+    _check_cotangent_values(adapter, xp, dX=dX)
     lmd, Y = adapter.decompose(X, xp)
     with adapter.on_device(X):
         tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp)
-    return _core.top(lmd, Y, k), tangents
+    return _core.top(lmd, Y, k, xp, copy=True), tangents

@@ -100,7 +100,6 @@ def test_readonly_numpy_works() -> None:
         ((3,), r"at least 2 dimensions, got shape \(3,\)"),
         ((2, 3), r"square .* got shape \(2, 3\)"),
         ((4, 2, 3), r"got shape \(4, 2, 3\)"),
-        ((0, 0), r"M >= 1, got shape \(0, 0\)"),
     ],
 )
 def test_bad_shapes(backend: Backend, shape: tuple[int, ...], match: str) -> None:
@@ -179,7 +178,7 @@ def test_backward_shape_errors(backend: Backend) -> None:
     cases = [
         ((lmd[..., :3], Y, a(np.ones((2, 4, 1)))), r"lmd must have shape \(\.\.\., M\) = \(2, 4\)"),
         ((lmd, Y, a(np.ones((2, 3, 1)))), r"V must have shape .* got \(2, 3, 1\)"),
-        ((lmd, Y, a(np.ones((2, 4, 5)))), r"1 <= K <= M = 4 .* got \(2, 4, 5\)"),
+        ((lmd, Y, a(np.ones((2, 4, 5)))), r"0 <= K <= M = 4 .* got \(2, 4, 5\)"),
         ((lmd, Y, a(np.ones((3, 4, 2)))), r"got \(3, 4, 2\)"),
         ((lmd, Y, a(np.ones((2, 4, 2))), a(np.ones((2, 3)))), "V has K = 2 columns but g_lmd has 3"),
         ((lmd, Y, None, a(np.ones((2, 5)))), r"g_lmd must have shape .* got \(2, 5\)"),
@@ -216,12 +215,17 @@ def test_jvp_tangent_errors() -> None:
 def test_mixed_libraries_are_refused() -> None:
     torch = pytest.importorskip("torch")
     lmd, Y = np.linalg.eigh(np.eye(3))
-    with pytest.raises(TypeError, match="one array-API library"):
+    with pytest.raises(TypeError, match=r"V is a torch.Tensor but the decomposition is numpy.ndarray"):
         eigdiff.backward(lmd, Y, torch.ones(3, 3, dtype=torch.float64))
+    (_, _), pullback = eigdiff.vjp(np.eye(3))
+    with pytest.raises(TypeError, match=r"g_lmd is a torch.Tensor but .* numpy.ndarray: .* one library"):
+        pullback(None, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"dX is a numpy.ndarray but .* torch.Tensor"):
+        eigdiff.jvp(torch.eye(3, dtype=torch.float64), np.eye(3))
 
 
 def test_non_array_is_refused() -> None:
-    with pytest.raises(TypeError, match="one array-API library"):
+    with pytest.raises(TypeError, match="X must be an array .* got list"):
         eigdiff.eigh([[1.0, 0.0], [0.0, 1.0]])
 
 

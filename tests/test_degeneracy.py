@@ -81,14 +81,18 @@ def test_invariant_loss_matches_finite_differences(
 def test_default_eps_scales_with_dtype_and_spectrum() -> None:
     import array_api_compat.numpy as xp
 
-    from eigdiff._core import DEFAULT_EPS_FACTOR, default_eps
+    from eigdiff._gaps import DEFAULT_EPS_CAP, DEFAULT_EPS_FACTOR, default_eps
 
     lmd = np.array([[-3.0, 1.0, 2.0], [0.0, 0.0, 0.0]])
     eps = default_eps(lmd, xp)
     assert eps.shape == (2, 1, 1)
-    np.testing.assert_allclose(eps[:, 0, 0], [DEFAULT_EPS_FACTOR * 3 * np.finfo(np.float64).eps * 3.0, 0.0])
+    np.testing.assert_allclose(eps[:, 0, 0], [DEFAULT_EPS_FACTOR * np.sqrt(3) * np.finfo(np.float64).eps * 3.0, 0.0])
     eps32 = default_eps(lmd.astype(np.float32), xp)
     assert eps32[0, 0, 0] > 1e8 * eps[0, 0, 0]
+    # the cap binds in float32 from M = 17 on: 2⁻¹⁸ max|λ| = 32 u max|λ|
+    big = np.linspace(-1.0, 2.0, 100)
+    np.testing.assert_allclose(default_eps(big.astype(np.float32), xp)[0, 0], DEFAULT_EPS_CAP * 2.0)
+    np.testing.assert_allclose(default_eps(big, xp)[0, 0], DEFAULT_EPS_FACTOR * 10 * np.finfo(np.float64).eps * 2.0)
     broadening = default_eps(lmd, xp, "lorentzian")  # √u · max|λ|
     np.testing.assert_allclose(broadening[:, 0, 0], [np.sqrt(np.finfo(np.float64).eps) * 3.0, 0.0])
 
@@ -123,7 +127,7 @@ def test_mode_formulas_at_a_small_gap(degeneracy: str, expected: float | None) -
     """F for one pair with gap Δ = 1e-4 and eps = 1e-4: the regularizer's documented value."""
     import array_api_compat.numpy as xp
 
-    from eigdiff._core import TAYLOR_TERMS, gap_matrix
+    from eigdiff._gaps import TAYLOR_TERMS, gap_matrix
 
     lmd = np.array([1.0, 1.0 + 1e-4])
     F = gap_matrix(lmd, 2, eps=1e-4, degeneracy=degeneracy, xp=xp)
@@ -138,7 +142,7 @@ def test_mode_formulas_at_a_small_gap(degeneracy: str, expected: float | None) -
 def test_taylor_keeps_exact_inverse_for_opposite_signs_and_approximates_same_sign() -> None:
     import array_api_compat.numpy as xp
 
-    from eigdiff._core import TAYLOR_TERMS, gap_matrix
+    from eigdiff._gaps import TAYLOR_TERMS, gap_matrix
 
     lmd = np.array([-2.0, 1.0, 4.0])
     F = gap_matrix(lmd, 3, eps=0.0, degeneracy="taylor", xp=xp)
@@ -153,7 +157,7 @@ def test_gap_matrix_is_antisymmetric_at_ties(degeneracy: str) -> None:
     """F_ji = −F_ij, ties included: only the antisymmetric part of Yᵀ V then reaches dX."""
     import array_api_compat.numpy as xp
 
-    from eigdiff._core import gap_matrix
+    from eigdiff._gaps import gap_matrix
 
     for lmd in (np.array([-3.0, -3.0, 0.0, 2.0, 2.0, 2.0 + 1e-12]), np.array([-1.0, -1e-20, 0.0, 0.0, 5.0, 6.0])):
         F = gap_matrix(lmd, 6, eps=None, degeneracy=degeneracy, xp=xp)
@@ -164,7 +168,7 @@ def test_gap_matrix_is_antisymmetric_at_ties(degeneracy: str) -> None:
 def test_lorentzian_and_mask_agree_with_exact_far_from_ties() -> None:
     import array_api_compat.numpy as xp
 
-    from eigdiff._core import gap_matrix
+    from eigdiff._gaps import gap_matrix
 
     lmd = np.array([[-1.0, 0.5, 2.0]])
     exact = 1 / (lmd[..., None, :] - lmd[..., :, None] + np.eye(3)) * (1 - np.eye(3))

@@ -14,7 +14,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _core
+from eigdiff import _checks, _core
 
 Array = Any
 
@@ -72,7 +72,7 @@ class ArrayAPIAdapter:
 
     def namespace(self, X: Array) -> ModuleType:
         """The array-API namespace of ``X``."""
-        return _core.namespace(X)
+        return _checks.namespace(X)
 
     def check_values(self, X: Array) -> bool:
         """Whether value-dependent checks (NaN/Inf) may run on ``X``."""
@@ -95,7 +95,7 @@ class ArrayAPIAdapter:
     ) -> tuple[Array, Array]:
         """The top-k eigenpairs of ½(X + Xᵀ), differentiable where the library has autograd."""
         lmd, Y = self.decompose(X, xp)
-        return _core.top(lmd, Y, k)
+        return _core.top(lmd, Y, k, xp, copy=k < lmd.shape[-1])
 
 
 # (library, array class, adapter module); a library not yet imported cannot own the array.

@@ -31,8 +31,7 @@ class CuPyAdapter(ArrayAPIAdapter):
 
     def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
         with self.on_device(X):
-            lmd, Y = cupy.linalg.eigh(_core.symmetrize(X, xp))
-        return lmd, Y
+            return _core.decompose(X, xp=xp, solver=cupy.linalg.eigh)
 
 
 ADAPTER = CuPyAdapter()

@@ -16,8 +16,8 @@ class NumPyAdapter(ArrayAPIAdapter):
 
     def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
         # np.linalg.eigh reads only one triangle; symmetrizing first keeps ½(X + Xᵀ) semantics.
-        lmd, Y = np.linalg.eigh(_core.symmetrize(X, xp))
-        return lmd, Y
+        # (It computes float32 input in float64 and rounds the results back.)
+        return _core.decompose(X, xp=xp, solver=np.linalg.eigh)
 
 
 ADAPTER = NumPyAdapter()

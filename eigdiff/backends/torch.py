@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised only where torch is a
     ) from exc
 
 import array_api_compat.torch as xp_torch
+from torch._C._functorch import TransformType
 
 from eigdiff import _core
 from eigdiff.backends import ArrayAPIAdapter
@@ -67,7 +68,7 @@ class EighFunction(torch.autograd.Function):
     def forward(  # type: ignore[override]
         X: torch.Tensor, k: int, eps: float | None, degeneracy: str, check_invariance: bool = False
     ) -> tuple[torch.Tensor, ...]:
-        lmd, Y = torch.linalg.eigh(_core.symmetrize(X, xp_torch))
+        lmd, Y = _core.decompose(X, xp=xp_torch)
         M = X.shape[-1]
         if k == M:
             return lmd, Y
@@ -134,6 +135,26 @@ def _transformed(*tensors: Any) -> bool:
     return any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
 
 
+def _refuse_nested_forward_mode() -> None:
+    """NotImplementedError under two or more nested forward-mode torch.func transforms.
+
+    torch 2.13 differentiates a custom ``autograd.Function`` under ``jacfwd(jacfwd(f))`` (or
+    ``jvp`` of ``jvp``) to silent zeros: the inner level's jvp rule is not seen by the outer
+    one, as a ten-line Function computing x² shows. Every other nesting (``hessian``,
+    ``jacrev`` over ``jacfwd``, ``jacfwd`` over ``jacrev``, ``jacrev`` over ``jacrev``) is
+    exact, so the error points there. (Nested ``forward_ad`` dual levels torch refuses itself.)
+    """
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    jvp_levels = [i for i in retrieve_all_functorch_interpreters() if i.key() == TransformType.Jvp]
+    if len(jvp_levels) >= 2:
+        raise NotImplementedError(
+            "eigdiff.eigh cannot be differentiated by nested forward-mode transforms (jacfwd of jacfwd, "
+            "jvp of jvp): torch 2.13 returns zeros for custom autograd Functions there. Use "
+            "torch.func.hessian (forward over reverse), jacrev(jacfwd(f)), jacfwd(jacrev(f)) or jacrev(jacrev(f))"
+        )
+
+
 def _differentiable(X: torch.Tensor) -> bool:
     """Whether any autograd (reverse, forward-mode dual numbers, torch.func) may track X."""
     return (
@@ -162,7 +183,7 @@ class TorchAdapter(ArrayAPIAdapter):
 
     def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
         with torch.no_grad():
-            return torch.linalg.eigh(_core.symmetrize(X, xp))
+            return _core.decompose(X, xp=xp)
 
     def eigh(
         self, X: Any, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType, check_invariance: bool = False
@@ -171,7 +192,9 @@ class TorchAdapter(ArrayAPIAdapter):
             out = CompilableEighFunction.apply(X, k, eps, degeneracy, check_invariance)
             return out[0], out[1]
         if not _differentiable(X):  # no graph to build: skip the Function's per-call overhead
-            return _core.top(*self.decompose(X, xp), k)
+            lmd, Y = self.decompose(X, xp)
+            return _core.top(lmd, Y, k, xp, copy=k < X.shape[-1])
+        _refuse_nested_forward_mode()
         out = EighFunction.apply(X, k, eps, degeneracy, check_invariance)
         return out[0], out[1]
 

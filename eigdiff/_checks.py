@@ -1,0 +1,203 @@
+"""Validation of eigdiff's inputs: every error is raised early and names the argument.
+
+Shapes and options are checked everywhere; value checks (NaN/Inf, ascending eigenvalues) run
+wherever the value can be read without tracing a branch (not inside torch.compile or a
+torch.func transform: see `eigdiff.backends.ArrayAPIAdapter.check_values`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import sys
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import array_namespace, is_array_api_obj
+
+Array = Any
+
+DEGENERACY_MODES = ("mask", "lorentzian", "taylor")
+
+
+def library(a: Array) -> str:
+    """The top-level module of an array's type: "numpy", "torch", "cupy", "array_api_strict", ..."""
+    return type(a).__module__.split(".")[0]
+
+
+def _type_name(a: object) -> str:
+    kind = type(a)
+    return f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
+
+
+def namespace(*arrays: Array, xp: ModuleType | None = None) -> ModuleType:
+    """The array-API namespace of ``arrays`` (``xp`` when given)."""
+    if xp is not None:
+        return xp
+    try:
+        return array_namespace(*[a for a in arrays if a is not None])
+    except TypeError as exc:
+        kinds = ", ".join(sorted({_type_name(a) for a in arrays if a is not None}))
+        raise TypeError(f"eigdiff needs arrays of one array-API library, got {kinds}: {exc}") from None
+
+
+def as_array(a: Array, name: str, *, like: Array | None = None) -> Array:
+    """``a`` as an array eigdiff accepts, or a TypeError naming ``name``.
+
+    Refused: what is not an array (lists, Python scalars), ``np.matrix`` (its ``*`` and
+    shapes are not the array API's), masked arrays (eigdiff would ignore the mask), sparse
+    arrays of any library (not supported yet), and an array of another library than ``like``.
+    A NumPy array in non-native byte order is converted (a copy), as NumPy's own eigh does.
+    """
+    kind = _type_name(a)
+    torch = sys.modules.get("torch")
+    np = sys.modules.get("numpy")
+    if torch is not None and isinstance(a, torch.Tensor):  # first: no cached helper for Dynamo to trace
+        if a.layout != torch.strided:
+            raise TypeError(
+                f"{name} is a sparse tensor (layout {a.layout}); eigdiff needs a dense (strided) tensor for now"
+            )
+    elif np is not None and isinstance(a, np.ndarray):
+        if isinstance(a, np.matrix):
+            raise TypeError(f"{name} is an np.matrix; pass np.asarray({name}) instead")
+        if isinstance(a, np.ma.MaskedArray):
+            raise TypeError(f"{name} is a masked array, whose mask eigdiff would ignore; pass {name}.filled(...)")
+        if not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))
+    elif "sparse" in type(a).__module__:
+        raise TypeError(f"{name} is a sparse array ({kind}); eigdiff needs a dense array for now")
+    elif not is_array_api_obj(a):
+        raise TypeError(f"{name} must be an array (NumPy, CuPy, torch, ...), got {kind}")
+    if like is not None and library(a) != library(like):
+        raise TypeError(
+            f"{name} is a {kind} but the decomposition is {_type_name(like)}: eigdiff needs all arrays from one library"
+        )
+    return a
+
+
+def check_real_float(a: Array, name: str, xp: ModuleType) -> None:
+    """TypeError unless ``a`` is float32 or float64 (float16, ints, bool, complex are refused)."""
+    if a.dtype not in (xp.float32, xp.float64):
+        raise TypeError(
+            f"{name} must be a real float32 or float64 array, got dtype {a.dtype}"
+            + (" (complex Hermitian input is not supported yet)" if xp.isdtype(a.dtype, "complex floating") else "")
+        )
+
+
+def check_matrix(X: Array, xp: ModuleType, *, name: str = "X", check_finite: bool = True) -> int:
+    """Validate a ``(..., M, M)`` real float matrix stack (M = 0 allowed) and return M."""
+    shape = tuple(X.shape)
+    if len(shape) < 2:
+        raise ValueError(f"{name} must have shape (..., M, M) with at least 2 dimensions, got shape {shape}")
+    if shape[-1] != shape[-2]:
+        raise ValueError(f"{name} must be square in its last two dimensions, got shape {shape}")
+    check_real_float(X, name, xp)
+    if check_finite:
+        check_finite_values(X, name, xp)
+    return shape[-1]
+
+
+def check_finite_values(a: Array | None, name: str, xp: ModuleType) -> None:
+    """ValueError naming ``name`` if ``a`` holds NaN or Inf (one reduction and one host read)."""
+    if a is not None and not bool(xp.all(xp.isfinite(a))):
+        raise ValueError(f"{name} contains NaN or Inf; eigdiff needs finite input")
+
+
+def check_ascending(lmd: Array, xp: ModuleType) -> None:
+    """ValueError unless the eigenvalues ascend along the last axis, as eigh returns them.
+
+    The gap matrix's sign conventions (and ``"taylor"``'s series) follow the index order, so
+    a decomposition in another order would give a wrong gradient.
+    """
+    if lmd.shape[-1] > 1 and not bool(xp.all(lmd[..., 1:] >= lmd[..., :-1])):
+        raise ValueError("lmd must ascend along its last axis (as eigh returns it); sort lmd and Y's columns first")
+
+
+def check_top_k(top_k: object, M: int) -> int:
+    """Return ``top_k`` as an int in [1, M] (None means M, also for M = 0)."""
+    if top_k is None:
+        return M
+    if isinstance(top_k, bool):
+        raise TypeError(f"top_k must be an integer or None, got bool {top_k!r}")
+    try:
+        k = operator.index(top_k)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"top_k must be an integer or None, got {type(top_k).__name__} {top_k!r}") from None
+    if M == 0:
+        raise ValueError(f"X has M = 0 (no eigenpairs); top_k must be None, got {k}")
+    if not 1 <= k <= M:
+        raise ValueError(f"top_k must be in [1, M] = [1, {M}], got {k}")
+    return k
+
+
+def check_options(eps: object, degeneracy: object) -> float | None:
+    """Validate the degeneracy mode and return ``eps`` as a Python float (or None).
+
+    ``eps`` may be any real scalar: a Python number, a NumPy scalar, or a 0-d real array of
+    any library. It must be finite and non-negative.
+    """
+    if not isinstance(degeneracy, str) or degeneracy not in DEGENERACY_MODES:
+        shown = degeneracy if isinstance(degeneracy, str) else _type_name(degeneracy)
+        raise ValueError(f"degeneracy must be one of {DEGENERACY_MODES}, got {shown!r}")
+    if eps is None:
+        return None
+    if hasattr(eps, "shape") and not isinstance(eps, numbers.Number):
+        if tuple(eps.shape) != ():
+            raise ValueError(f"eps must be a scalar or None, got an array of shape {tuple(eps.shape)}")
+        dtype = str(getattr(eps, "dtype", ""))
+        if "bool" in dtype or "complex" in dtype:
+            raise TypeError(f"eps must be a real non-negative number or None, got dtype {dtype}")
+    elif isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a real non-negative number or None, got {type(eps).__name__} {eps!r}")
+    try:
+        value = float(eps)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValueError(f"eps must be finite, got {eps!r}, which overflows a float") from None
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"eps must be a real non-negative number or None, got {_type_name(eps)}: {exc}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"eps must be a finite non-negative number or None, got {eps!r}")
+    return value
+
+
+def check_decomposition(lmd: Array, Y: Array, xp: ModuleType) -> int:
+    """Validate a full decomposition ``lmd (..., M)``, ``Y (..., M, M)``; return M."""
+    M = check_matrix(Y, xp, name="Y", check_finite=False)
+    check_real_float(lmd, "lmd", xp)
+    if tuple(lmd.shape) != tuple(Y.shape[:-1]):
+        raise ValueError(
+            f"lmd must have shape (..., M) = {tuple(Y.shape[:-1])} to match Y of shape {tuple(Y.shape)}, "
+            f"got {tuple(lmd.shape)}"
+        )
+    if lmd.dtype != Y.dtype:
+        raise TypeError(f"lmd and Y must share a dtype, got {lmd.dtype} and {Y.dtype}")
+    return M
+
+
+def check_cotangents(Y: Array, V: Array | None, g_lmd: Array | None, xp: ModuleType) -> int:
+    """Validate ``V (..., M, K)`` and ``g_lmd (..., K)`` against ``Y (..., M, M)``; return K (0 <= K <= M)."""
+    M = Y.shape[-1]
+    batch = tuple(Y.shape[:-2])
+    K = None
+    if V is not None:
+        if tuple(V.shape[:-1]) != batch + (M,) or not 0 <= V.shape[-1] <= M:
+            raise ValueError(
+                f"V must have shape (..., M, K) = {batch + (M,)} + (K,) with 0 <= K <= M = {M} "
+                f"to match Y of shape {tuple(Y.shape)}, got {tuple(V.shape)}"
+            )
+        if V.dtype != Y.dtype:
+            raise TypeError(f"V must have Y's dtype {Y.dtype}, got {V.dtype}")
+        K = V.shape[-1]
+    if g_lmd is not None:
+        if tuple(g_lmd.shape[:-1]) != batch or not 0 <= g_lmd.shape[-1] <= M:
+            raise ValueError(
+                f"g_lmd must have shape (..., K) = {batch} + (K,) with 0 <= K <= M = {M} "
+                f"to match Y of shape {tuple(Y.shape)}, got {tuple(g_lmd.shape)}"
+            )
+        if K is not None and g_lmd.shape[-1] != K:
+            raise ValueError(f"V has K = {K} columns but g_lmd has {g_lmd.shape[-1]} entries; they must agree")
+        if g_lmd.dtype != Y.dtype:
+            raise TypeError(f"g_lmd must have Y's dtype {Y.dtype}, got {g_lmd.dtype}")
+        K = g_lmd.shape[-1]
+    return M if K is None else K

@@ -1,0 +1,185 @@
+"""The gap matrix F ≈ 1/(λ_c − λ_i) and its regularized modes, written to stay in range.
+
+No square, product or sum here can leave the float range for finite eigenvalues: gaps are
+formed as plain differences (finite or ±inf, never NaN), the Lorentzian is evaluated in units
+of max(|Δ|, ε) per entry, and Taylor's same-sign test compares signs rather than multiplying.
+So F(sλ) = F(λ)/s for every power of two s, up to the point where the true result itself
+overflows or underflows.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+from eigdiff._checks import DEGENERACY_MODES
+
+Array = Any
+
+__all__ = [
+    "DEFAULT_EPS_CAP",
+    "DEFAULT_EPS_FACTOR",
+    "DEGENERACY_MODES",
+    "TAYLOR_TERMS",
+    "default_eps",
+    "gap_matrix",
+    "gap_product",
+]
+
+#: Terms kept in the ``"taylor"`` expansion 1/(a − b) ≈ a⁻¹ Σ_{n<N} (b/a)ⁿ (Wang et al., 2021).
+TAYLOR_TERMS = 10
+
+#: c in the default gap threshold eps = min(c · √M · u, cap) · max|λ| (see `default_eps`).
+DEFAULT_EPS_FACTOR = 8.0
+
+#: The cap on the default threshold relative to max|λ|: 2⁻¹⁸ ≈ 3.8e-6 (= 32 float32 ulps of 1).
+DEFAULT_EPS_CAP = 2.0**-18
+
+
+def default_eps(lmd: Array, xp: ModuleType, degeneracy: str = "mask") -> Array:
+    """The dtype- and scale-aware default eps, one per matrix, shaped ``(..., 1, 1)``.
+
+    ``"mask"`` and ``"taylor"``: eps = min(c · √M · u, cap) · max|λ| with u the dtype's machine
+    epsilon, c = `DEFAULT_EPS_FACTOR` = 8 and cap = `DEFAULT_EPS_CAP` = 2⁻¹⁸. Both bounds are
+    measured (``benchmarks/tie_splitting.py``, ``benchmarks/gradient_accuracy.py``; the table
+    is on the degeneracy docs page):
+
+    - LAPACK's eigh (torch's and NumPy's) splits exact ties by up to about 3.6 √M u‖X‖
+      (228 u‖X‖ at M = 4096), so c √M u masks them with a margin of two;
+    - random symmetric matrices have real gaps down to about 6e-6 ‖X‖ at M = 4096, which the
+      cap keeps. The cap binds only in float32 (for M > 16, where it equals 32 u): there, for
+      M ≳ 128, large tied clusters split further than any threshold that keeps real gaps,
+      and the docs say what to pass instead.
+
+    ``"lorentzian"``: ε = √u · max|λ|, the broadening: 1/Δ is kept to a relative error below
+    (ε/Δ)² for Δ ≫ ε, and no entry of F exceeds 1/(2ε), a gradient amplification of at most
+    1/(2√u) ≈ 1.5e3 (float32) or 3.4e7 (float64) relative to ‖V‖/‖X‖.
+    """
+    u = xp.finfo(lmd.dtype).eps
+    if degeneracy == "lorentzian":
+        factor = math.sqrt(u)
+    else:
+        factor = min(DEFAULT_EPS_FACTOR * math.sqrt(lmd.shape[-1]) * u, DEFAULT_EPS_CAP)
+    scale = xp.max(xp.abs(lmd), axis=-1, keepdims=True)
+    return factor * scale[..., None]
+
+
+def gap_threshold(lmd: Array, eps: float | None, xp: ModuleType, degeneracy: str = "mask") -> Array | float:
+    """``eps`` when given (absolute), else `default_eps` for the mode."""
+    return default_eps(lmd, xp, degeneracy) if eps is None else eps
+
+
+def degenerate(lmd: Array, k: int, eps: float | None, xp: ModuleType) -> Array:
+    """(..., M, k) booleans: |λ_{M−k+j} − λ_i| ≤ eps (the default for "mask"), own entries included."""
+    return xp.abs(half_gaps(lmd, k)) <= gap_threshold(lmd, eps, xp) / 2
+
+
+def half_gaps(lmd: Array, k: int) -> Array:
+    """½Δ_ij = λ_{M−k+j}/2 − λ_i/2, shape (..., M, k): finite for all finite λ (Δ itself can
+    overflow when |λ| exceeds half the dtype's maximum), and exact for normal λ."""
+    M = lmd.shape[-1]
+    half = lmd / 2
+    return half[..., None, M - k :] - half[..., :, None]
+
+
+def index_offset(M: int, k: int, like: Array, xp: ModuleType) -> Array:
+    """(M, k) integers c(j) − i with c(j) = M − k + j: 0 on each column's own eigenvector."""
+    return (xp.arange(k, device=like.device)[None, :] + (M - k)) - xp.arange(M, device=like.device)[:, None]
+
+
+def own_columns(M: int, k: int, like: Array, xp: ModuleType) -> Array:
+    """E (M, k) with E_ij = 1 where i = M − k + j: each column's own eigenvector."""
+    return xp.eye(M, k, k=k - M, dtype=like.dtype, device=like.device)
+
+
+def gap_matrix(lmd: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType) -> Array:
+    """F with F_ij ≈ 1/(λ_{M−k+j} − λ_i), shape (..., M, k), regularized where |Δ| ≤ eps.
+
+    ``eps`` is absolute when given, `default_eps` when None. Each column's own entry
+    (i = M − k + j) is 0 in every mode. No division ever sees a zero, so F and its derivatives
+    (double backward) stay finite.
+    """
+    ones = xp.ones(lmd.shape[:-1] + (lmd.shape[-1], k), dtype=lmd.dtype, device=lmd.device)
+    return gap_product(ones, lmd, k, eps=eps, degeneracy=degeneracy, xp=xp)
+
+
+def gap_product(
+    P: Array,
+    lmd: Array,
+    k: int,
+    *,
+    eps: float | None,
+    degeneracy: str,
+    xp: ModuleType,
+    halve: bool = False,
+    overwrite: bool = False,
+) -> Array:
+    """F ∘ P for the `gap_matrix` F (times ½ when ``halve``), P of shape (..., M, k).
+
+    Every mode works on half-gaps ½Δ (finite for every finite λ) and scales by a power of two
+    at the end, exactly. ``overwrite`` lets the product be formed in P's memory (never under
+    autograd recording).
+    """
+    half = half_gaps(lmd, k)
+    half_threshold = gap_threshold(lmd, eps, xp, degeneracy) / 2
+    tiny = xp.abs(half) <= half_threshold  # includes each column's own entry, where Δ = 0
+    scale = 0.25 if halve else 0.5  # F = 1/Δ = ½ · 1/(½Δ), and ½F when halving
+    if degeneracy == "mask":
+        # P / Δ with Δ := inf where tiny (P/inf = 0): no division by zero, finite derivatives.
+        if overwrite:
+            half[tiny] = math.inf
+            P /= half
+            P *= scale
+            return P
+        return P / xp.where(tiny, math.inf, half) * scale
+    M = lmd.shape[-1]
+    own = index_offset(M, k, lmd, xp) == 0
+    if not hasattr(half_threshold, "shape"):  # an explicit eps: an array for maximum and where
+        half_threshold = xp.asarray(half_threshold, dtype=lmd.dtype, device=lmd.device)
+    if degeneracy == "lorentzian":
+        F = _lorentzian(half, half_threshold, xp)
+    else:
+        F = _taylor(lmd, half, tiny, half_threshold * 2, k, xp)
+    # The own entries are 0 with no dependence on λ: there Δ = λ_c − λ_c, and a derivative of
+    # F through it (1/ε² for the Lorentzian) would cancel catastrophically in double backward.
+    F = xp.where(own, 0.0, F * scale)
+    if overwrite:
+        P *= F
+        return P
+    return P * F
+
+
+def _lorentzian(half: Array, half_threshold: Array, xp: ModuleType) -> Array:
+    # Δ / (Δ² + ε²) (Liao et al., PRX 2019): 0 at a tie, at most 1/(2ε), ≈ 1/Δ for |Δ| ≫ ε;
+    # here on h = ½Δ and e = ½ε: h/(h² + e²) = 2Δ/(Δ² + ε²) = 2F, which the caller halves.
+    # In units of t = max(|h|, e) per entry, so no square over- or underflows:
+    # h/(h² + e²) = (h/t) / (t · ((h/t)² + (e/t)²)), the bracket in [1, 2].
+    t = xp.maximum(xp.abs(half), half_threshold)
+    both_zero = t == 0  # Δ = ε = 0: F = 0 / (1 · 1)
+    t = xp.where(both_zero, 1.0, t)
+    a, b = half / t, xp.where(both_zero, 1.0, half_threshold / t)
+    return a / ((a * a + b * b) * t)
+
+
+def _taylor(lmd: Array, half: Array, tiny: Array, threshold: Array, k: int, xp: ModuleType) -> Array:
+    # "taylor" (Wang et al., TPAMI 2021): for a same-sign pair with a the eigenvalue of larger
+    # magnitude and r = b/a ∈ (0, 1], |λ_c − λ_i| = |a|(1 − r) and 1/(1 − r) ≈ Σ_{n<N} rⁿ: at
+    # most N/|a| at a tie. The sign is that of c − i (eigenvalues ascend), which keeps F
+    # antisymmetric at ties too. Opposite-sign pairs have |Δ| ≥ |a|: exact 1/Δ there; pairs
+    # whose larger eigenvalue is within eps of zero are masked. The sign test compares signs
+    # (a product of two small eigenvalues would underflow). Returns 2F, which the caller halves.
+    M = lmd.shape[-1]
+    rows, cols = lmd[..., :, None], lmd[..., None, M - k :]
+    size = xp.maximum(xp.abs(rows), xp.abs(cols))  # |a|
+    same_sign = ((rows > 0) & (cols > 0)) | ((rows < 0) & (cols < 0))
+    usable = (size > threshold) & same_sign
+    size_or_inf = xp.where(usable, size, math.inf)
+    r = xp.minimum(xp.abs(rows), xp.abs(cols)) / size_or_inf  # 0 where not usable
+    series = xp.ones_like(r)
+    for _ in range(TAYLOR_TERMS - 1):
+        series = 1 + r * series
+    offset = index_offset(M, k, lmd, xp)  # positive above each column's own eigenvector
+    signed = xp.where(offset > 0, series, -series)
+    exact = 1 / xp.where(tiny, math.inf, half)  # 1/(½Δ) = 2/Δ
+    return xp.where(usable, (signed + signed) / size_or_inf, exact)
