@@ -16,6 +16,7 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
     missing = [m for m in ("sphinx", "myst_parser", "furo", "numpydoc") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"docs dependencies not installed: {missing} (pip install 'eigdiff[docs]')")
+    pytest.importorskip("torch", reason="the API page documents the torch adapter, whose autodoc imports torch")
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path / "html")],
         capture_output=True,
