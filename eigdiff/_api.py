@@ -1,12 +1,14 @@
-"""Public entry points: `eigh`, `backward`, `vjp`, `jvp`."""
+"""Public entry points: `eigh`, `backward`, `vjp`, `jvp`, and the matrix functions."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _checks, _core
+from eigdiff import _checks, _core, _functions
 from eigdiff.backends import adapter_for
 
 Array = Any
@@ -305,3 +307,254 @@ def jvp(
     with adapter.on_device(X):
         tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp)
     return _core.top(lmd, Y, k, xp, copy=True), tangents
+
+
+# --------------------------------------------------------------------------- matrix functions
+
+
+def _spectral_function(f: object, df: object, p: object, floor: object) -> _functions.SpectralFunction:
+    """Resolve ``f`` (a built-in name or a callable), ``df``, ``p`` and ``floor`` into a spec."""
+    if isinstance(f, str):
+        if df is not None:
+            raise ValueError(f"df is only for a callable f; {f!r} has its own derivative")
+        if f == "power":
+            if p is None:
+                raise ValueError("f='power' needs the exponent p")
+            if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(float(p)):
+                raise ValueError(f"p must be a finite real number, got {p!r}")
+            spec = _functions.power(float(p))
+        elif f in _functions.BUILTIN:
+            spec = _functions.BUILTIN[f]
+        else:
+            raise ValueError(f"f must be a callable or one of {sorted([*_functions.BUILTIN, 'power'])}, got {f!r}")
+    elif callable(f):
+        if df is not None and not callable(df):
+            raise TypeError(f"df must be callable or None, got {type(df).__name__}")
+        spec = _functions.custom(f, df)  # type: ignore[arg-type]
+    else:
+        raise TypeError(f"f must be a callable or the name of a built-in function, got {type(f).__name__}")
+    if p is not None and f != "power":
+        raise ValueError("p is only for f='power' (or powm)")
+    if floor is not None:
+        value = _checks.real_scalar(floor, "floor", positive=spec.domain == "positive")
+        spec = _functions.floored(spec, value)
+    return spec
+
+
+def _prepare_function(X: Array, f: object, df: object, p: object, floor: object) -> tuple[Any, Any, Any, Any]:
+    X = _checks.as_array(X, "X")
+    adapter = adapter_for(X)
+    xp = adapter.namespace(X)
+    _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
+    return X, xp, adapter, _spectral_function(f, df, p, floor)
+
+
+def _decompose_in_domain(X: Array, xp: ModuleType, adapter: Any, spec: Any) -> tuple[Array, Array]:
+    lmd, Y = adapter.decompose(X, xp)
+    if adapter.check_values(X):
+        _functions.check_domain(lmd, spec, xp)
+    return lmd, Y
+
+
+def _check_like_X(S: Array, name: str, X: Array, adapter: Any, xp: ModuleType) -> Array:
+    S = _checks.as_array(S, name, like=X)
+    if tuple(S.shape) != tuple(X.shape):
+        raise ValueError(f"{name} must have X's shape {tuple(X.shape)}, got {tuple(S.shape)}")
+    if S.dtype != X.dtype:
+        raise TypeError(f"{name} must have X's dtype {X.dtype}, got {S.dtype}")
+    _check_cotangent_values(adapter, xp, **{name: S})
+    return S
+
+
+def matrix_function(
+    X: Array,
+    f: Callable[[Array], Array] | str,
+    df: Callable[[Array], Array] | None = None,
+    *,
+    p: float | None = None,
+    floor: float | None = None,
+) -> Array:
+    """f(X) = Y f(Λ) Yᵀ of the symmetric part of X, with the exact (Daleckii–Krein) derivative.
+
+    The derivative needs no gap threshold: Df(X)[S] = Y (Γ ∘ Yᵀ S Y) Yᵀ with Γ the divided
+    differences of f, which are f′ at tied eigenvalues. So the gradient is exact and finite at
+    exactly repeated eigenvalues, where the (Λ, Y) chain rule (torch's eigh autograd) gives NaN.
+
+    Parameters
+    ----------
+    X : array, shape (..., M, M)
+        Real float32 or float64 matrices of any array-API library; only ½(X + Xᵀ) is used.
+    f : callable or str
+        An elementwise function of an array (written with the array's own namespace, e.g.
+        ``np.tanh`` for NumPy or ``torch.tanh`` for torch), or a built-in name: ``"sqrt"``,
+        ``"inv_sqrt"``, ``"log"``, ``"exp"``, ``"power"`` (with ``p``). The built-ins have
+        divided differences free of cancellation (rounding-level accurate near ties).
+    df : callable or None
+        f′, for a callable ``f``. Used at and near ties (pairs within ∛u of each other's size);
+        None uses a central difference of ``f`` there. Either way about u^{2/3} relative.
+    p : float, keyword-only
+        The exponent for ``f="power"``.
+    floor : float or None, keyword-only
+        Clamp the eigenvalues at ``floor`` before applying f (its derivative is 0 below it), for
+        matrices that are positive semidefinite up to rounding. Without it, eigenvalues outside
+        f's domain raise.
+
+    Returns
+    -------
+    F : array, shape (..., M, M)
+        Symmetric, in X's namespace, device and dtype. Differentiable for torch tensors
+        (reverse and forward mode, double backward, torch.func); NumPy and CuPy users
+        differentiate with `matrix_function_vjp` and `matrix_function_jvp`.
+
+    Raises
+    ------
+    ValueError
+        A bad shape or NaN/Inf in X; eigenvalues outside f's domain (negative for ``"sqrt"``
+        and non-integer powers, non-positive for ``"log"``, ``"inv_sqrt"`` and negative
+        non-integer powers, zero for negative integer powers), naming the smallest; an
+        unknown name; ``df`` with a built-in name; a bad ``p`` or ``floor``.
+    TypeError
+        As `eigh` for X; ``f`` neither callable nor a name.
+
+    Examples
+    --------
+    >>> import numpy as np, eigdiff
+    >>> eigdiff.matrix_function(np.diag([1.0, 4.0]), "sqrt")
+    array([[1., 0.],
+           [0., 2.]])
+    >>> eigdiff.matrix_function(np.diag([0.0, 1.0]), np.tanh, lambda x: 1 - np.tanh(x) ** 2).round(4)
+    array([[0.    , 0.    ],
+           [0.    , 0.7616]])
+    """
+    X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
+    return adapter.matrix_function(X, spec, xp)
+
+
+def matrix_function_vjp(
+    X: Array,
+    f: Callable[[Array], Array] | str,
+    df: Callable[[Array], Array] | None = None,
+    *,
+    p: float | None = None,
+    floor: float | None = None,
+) -> tuple[Array, Callable[[Array], Array]]:
+    """`matrix_function` with a pullback, for libraries without autograd (NumPy, CuPy).
+
+    Returns ``(F, pullback)``; ``pullback(G)`` takes dL/dF of F's shape and returns dL/dX =
+    Y (Γ ∘ Yᵀ ½(G + Gᵀ) Y) Yᵀ, symmetric. Arguments and errors as `matrix_function`; the
+    pullback raises ValueError or TypeError for a G of another shape, dtype or library, or
+    holding NaN/Inf.
+
+    Examples
+    --------
+    >>> import numpy as np, eigdiff
+    >>> F, pullback = eigdiff.matrix_function_vjp(np.eye(2), "log")  # ties: exact, no NaN
+    >>> pullback(np.array([[1.0, 2.0], [0.0, 1.0]]))  # log′(1) = 1 on the symmetric part
+    array([[1., 1.],
+           [1., 1.]])
+    """
+    X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
+    lmd, Y = _decompose_in_domain(X, xp, adapter, spec)
+    with adapter.on_device(X):
+        F = _functions.apply(lmd, Y, spec, xp)
+
+    def pullback(G: Array) -> Array:
+        G = _check_like_X(G, "G", X, adapter, xp)
+        with adapter.on_device(X):
+            return _functions.frechet(lmd, Y, G, spec, xp)
+
+    return F, pullback
+
+
+def matrix_function_jvp(
+    X: Array,
+    dX: Array,
+    f: Callable[[Array], Array] | str,
+    df: Callable[[Array], Array] | None = None,
+    *,
+    p: float | None = None,
+    floor: float | None = None,
+) -> tuple[Array, Array]:
+    """`matrix_function` and its Fréchet derivative along ``dX``: (F, Df(X)[½(dX + dXᵀ)]).
+
+    Arguments and errors as `matrix_function`, and ``dX`` must match X in library, shape and
+    dtype and be finite.
+
+    Examples
+    --------
+    >>> import numpy as np, eigdiff
+    >>> F, dF = eigdiff.matrix_function_jvp(np.diag([1.0, 1.0]), np.array([[0.0, 1.0], [1.0, 0.0]]), "exp")
+    >>> (dF / np.e).round(12)  # exp′(1) = e on the tie
+    array([[0., 1.],
+           [1., 0.]])
+    """
+    X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
+    dX = _check_like_X(dX, "dX", X, adapter, xp)
+    lmd, Y = _decompose_in_domain(X, xp, adapter, spec)
+    with adapter.on_device(X):
+        return _functions.apply(lmd, Y, spec, xp), _functions.frechet(lmd, Y, dX, spec, xp)
+
+
+def sqrtm(X: Array, *, floor: float | None = None) -> Array:
+    """The principal square root of a positive semidefinite X: ``matrix_function(X, "sqrt")``.
+
+    Raises ValueError for a negative eigenvalue unless ``floor`` (≥ 0) clamps it. At a zero
+    eigenvalue the derivative is infinite (f′(0) = ∞).
+
+    >>> import numpy as np, eigdiff
+    >>> S = eigdiff.sqrtm(np.array([[2.0, 1.0], [1.0, 2.0]]))
+    >>> np.allclose(S @ S, [[2.0, 1.0], [1.0, 2.0]])
+    True
+    """
+    return matrix_function(X, "sqrt", floor=floor)
+
+
+def inv_sqrtm(X: Array, *, floor: float | None = None) -> Array:
+    """X^{-1/2} of a positive definite X (whitening): ``matrix_function(X, "inv_sqrt")``.
+
+    Raises ValueError for a non-positive eigenvalue unless ``floor`` (> 0) clamps it.
+
+    >>> import numpy as np, eigdiff
+    >>> eigdiff.inv_sqrtm(np.diag([4.0, 0.25]))
+    array([[0.5, 0. ],
+           [0. , 2. ]])
+    """
+    return matrix_function(X, "inv_sqrt", floor=floor)
+
+
+def logm(X: Array, *, floor: float | None = None) -> Array:
+    """The principal logarithm of a positive definite X: ``matrix_function(X, "log")``.
+
+    Raises ValueError for a non-positive eigenvalue unless ``floor`` (> 0) clamps it.
+
+    >>> import numpy as np, eigdiff
+    >>> eigdiff.logm(np.diag([1.0, np.e]))
+    array([[0., 0.],
+           [0., 1.]])
+    """
+    return matrix_function(X, "log", floor=floor)
+
+
+def expm(X: Array) -> Array:
+    """The exponential of a symmetric X: ``matrix_function(X, "exp")``.
+
+    >>> import numpy as np, eigdiff
+    >>> eigdiff.expm(np.zeros((2, 2)))
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    return matrix_function(X, "exp")
+
+
+def powm(X: Array, p: float, *, floor: float | None = None) -> Array:
+    """X^p: ``matrix_function(X, "power", p=p)``.
+
+    Integer p: any symmetric X (non-singular for p < 0). Other p: positive semidefinite X
+    (positive definite for p < 0), or ``floor`` to clamp.
+
+    >>> import numpy as np, eigdiff
+    >>> eigdiff.powm(np.diag([-2.0, 3.0]), 3)
+    array([[-8.,  0.],
+           [ 0., 27.]])
+    """
+    return matrix_function(X, "power", p=p, floor=floor)

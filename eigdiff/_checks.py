@@ -142,23 +142,33 @@ def check_options(eps: object, degeneracy: object) -> float | None:
         raise ValueError(f"degeneracy must be one of {DEGENERACY_MODES}, got {shown!r}")
     if eps is None:
         return None
-    if hasattr(eps, "shape") and not isinstance(eps, numbers.Number):
-        if tuple(eps.shape) != ():
-            raise ValueError(f"eps must be a scalar or None, got an array of shape {tuple(eps.shape)}")
-        dtype = str(getattr(eps, "dtype", ""))
+    return real_scalar(eps, "eps")
+
+
+def real_scalar(value: object, name: str, *, positive: bool = False) -> float:
+    """``value`` as a finite non-negative (or positive) Python float, or an error naming ``name``.
+
+    Any real scalar is accepted: a Python number, a NumPy scalar, or a 0-d real array of any
+    library. Booleans, complex numbers and arrays of other shapes are refused.
+    """
+    if hasattr(value, "shape") and not isinstance(value, numbers.Number):
+        if tuple(value.shape) != ():
+            raise ValueError(f"{name} must be a scalar, got an array of shape {tuple(value.shape)}")
+        dtype = str(getattr(value, "dtype", ""))
         if "bool" in dtype or "complex" in dtype:
-            raise TypeError(f"eps must be a real non-negative number or None, got dtype {dtype}")
-    elif isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a real non-negative number or None, got {type(eps).__name__} {eps!r}")
+            raise TypeError(f"{name} must be a real number, got dtype {dtype}")
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     try:
-        value = float(eps)  # type: ignore[arg-type]
+        result = float(value)  # type: ignore[arg-type]
     except OverflowError:
-        raise ValueError(f"eps must be finite, got {eps!r}, which overflows a float") from None
+        raise ValueError(f"{name} must be finite, got {value!r}, which overflows a float") from None
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"eps must be a real non-negative number or None, got {_type_name(eps)}: {exc}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"eps must be a finite non-negative number or None, got {eps!r}")
-    return value
+        raise TypeError(f"{name} must be a real number, got {_type_name(value)}: {exc}") from None
+    if not (math.isfinite(result) and (result > 0 if positive else result >= 0)):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
+    return result
 
 
 def check_decomposition(lmd: Array, Y: Array, xp: ModuleType) -> int:

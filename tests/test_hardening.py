@@ -231,7 +231,7 @@ def test_eps_accepts_real_scalars_of_any_library(backend: Backend) -> None:
     ("eps", "error", "match"),
     [
         (10**400, ValueError, "overflows a float"),
-        (np.array([1e-5, 1e-5]), ValueError, r"scalar or None, got an array of shape \(2,\)"),
+        (np.array([1e-5, 1e-5]), ValueError, r"eps must be a scalar, got an array of shape \(2,\)"),
         (np.array(True), TypeError, "dtype bool"),
         (1j, TypeError, "got complex"),
         (np.complex128(1), TypeError, "eps must be a real"),

@@ -14,7 +14,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _checks, _core
+from eigdiff import _checks, _core, _functions
 
 Array = Any
 
@@ -96,6 +96,14 @@ class ArrayAPIAdapter:
         """The top-k eigenpairs of ½(X + Xᵀ), differentiable where the library has autograd."""
         lmd, Y = self.decompose(X, xp)
         return _core.top(lmd, Y, k, xp, copy=k < lmd.shape[-1])
+
+    def matrix_function(self, X: Array, spec: Any, xp: ModuleType) -> Array:
+        """Y f(Λ) Yᵀ, differentiable where the library has autograd; checks f's domain."""
+        lmd, Y = self.decompose(X, xp)
+        if self.check_values(X):
+            _functions.check_domain(lmd, spec, xp)
+        with self.on_device(X):
+            return _functions.apply(lmd, Y, spec, xp)
 
 
 # (library, array class, adapter module); a library not yet imported cannot own the array.

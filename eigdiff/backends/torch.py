@@ -24,10 +24,10 @@ except ImportError as exc:  # pragma: no cover - exercised only where torch is a
 import array_api_compat.torch as xp_torch
 from torch._C._functorch import TransformType
 
-from eigdiff import _core
+from eigdiff import _core, _functions
 from eigdiff.backends import ArrayAPIAdapter
 
-__all__ = ["EigenDecompositionFcn", "EighFunction"]
+__all__ = ["EigenDecompositionFcn", "EighFunction", "FrechetFunction", "MatrixFunction"]
 
 
 def _merge(top: Any, full: Any, k: int) -> Any:
@@ -135,6 +135,92 @@ def _transformed(*tensors: Any) -> bool:
     return any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
 
 
+class MatrixFunction(torch.autograd.Function):
+    """(F, lmd, Y) = (Y f(Λ) Yᵀ, Λ, Y) of ½(X + Xᵀ), with the Daleckii–Krein backward and jvp.
+
+    ``apply(X, spec, check)``: ``spec`` an `eigdiff._functions.SpectralFunction`, ``check``
+    whether to check f's domain (ValueError). ``lmd`` and ``Y`` are returned as
+    non-differentiable outputs (`eigdiff.matrix_function` drops them) so that the backward and
+    jvp can hand them to `FrechetFunction`, whose own backward and jvp are the second-order
+    Daleckii–Krein formula: double backward, hessian and every nesting of torch.func transforms
+    but forward over forward are exact, also at tied eigenvalues. Inputs must be validated.
+
+    Examples
+    --------
+    >>> import torch, eigdiff
+    >>> X = torch.eye(2, dtype=torch.float64, requires_grad=True)  # a tie: exact, not NaN
+    >>> eigdiff.sqrtm(X).trace().backward()
+    >>> X.grad  # d tr √X / dX = ½ X^{-1/2}
+    tensor([[0.5000, 0.0000],
+            [0.0000, 0.5000]], dtype=torch.float64)
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(X: torch.Tensor, spec: Any, check: bool) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        lmd, Y = _core.decompose(X, xp=xp_torch)
+        if check:
+            _functions.check_domain(lmd, spec, xp_torch)
+        return _functions.apply(lmd, Y, spec, xp_torch), lmd, Y
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        X, ctx.spec = inputs[0], inputs[1]
+        ctx.mark_non_differentiable(output[1], output[2])
+        ctx.save_for_backward(X, output[1], output[2])
+        ctx.save_for_forward(X, output[1], output[2])
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, g_F: Any, *_: Any) -> tuple[Any, None, None]:  # type: ignore[override]
+        X, lmd, Y = ctx.saved_tensors
+        return (None if g_F is None else FrechetFunction.apply(X, g_F, ctx.spec, lmd, Y)), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, dX: torch.Tensor, *_: Any) -> tuple[Any, None, None]:  # type: ignore[override]
+        X, lmd, Y = ctx.saved_tensors
+        return FrechetFunction.apply(X, dX, ctx.spec, lmd, Y), None, None
+
+
+class FrechetFunction(torch.autograd.Function):
+    """D = Df(X)[S] = Y (Γ ∘ Yᵀ sym(S) Y) Yᵀ, differentiable in X and S (once).
+
+    ``apply(X, S, spec, lmd, Y)`` with ``lmd``, ``Y`` the decomposition of ½(X + Xᵀ). Its
+    backward and jvp use the second divided differences (`eigdiff._functions.frechet_second`,
+    O(M³) memory); a third derivative raises.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(X: torch.Tensor, S: torch.Tensor, spec: Any, lmd: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _functions.frechet(lmd, Y, S, spec, xp_torch)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        _, S, ctx.spec, lmd, Y = inputs
+        ctx.save_for_backward(S, lmd, Y)
+        ctx.save_for_forward(S, lmd, Y)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, W: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        S, lmd, Y = ctx.saved_tensors
+        dX = _functions.frechet_second(lmd, Y, S, W, ctx.spec, xp_torch) if ctx.needs_input_grad[0] else None
+        dS = _functions.frechet(lmd, Y, W, ctx.spec, xp_torch) if ctx.needs_input_grad[1] else None
+        return dX, dS, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, dX: Any, dS: Any, *_: Any) -> torch.Tensor:  # type: ignore[override]
+        S, lmd, Y = ctx.saved_tensors
+        out = _functions.frechet_second(lmd, Y, S, dX, ctx.spec, xp_torch) if dX is not None else None
+        if dS is not None:
+            tangent = _functions.frechet(lmd, Y, dS, ctx.spec, xp_torch)
+            out = tangent if out is None else out + tangent
+        return out if out is not None else torch.zeros_like(S)
+
+
 def _refuse_nested_forward_mode() -> None:
     """NotImplementedError under two or more nested forward-mode torch.func transforms.
 
@@ -149,7 +235,7 @@ def _refuse_nested_forward_mode() -> None:
     jvp_levels = [i for i in retrieve_all_functorch_interpreters() if i.key() == TransformType.Jvp]
     if len(jvp_levels) >= 2:
         raise NotImplementedError(
-            "eigdiff.eigh cannot be differentiated by nested forward-mode transforms (jacfwd of jacfwd, "
+            "eigdiff cannot be differentiated by nested forward-mode transforms (jacfwd of jacfwd, "
             "jvp of jvp): torch 2.13 returns zeros for custom autograd Functions there. Use "
             "torch.func.hessian (forward over reverse), jacrev(jacfwd(f)), jacfwd(jacrev(f)) or jacrev(jacrev(f))"
         )
@@ -197,6 +283,12 @@ class TorchAdapter(ArrayAPIAdapter):
         _refuse_nested_forward_mode()
         out = EighFunction.apply(X, k, eps, degeneracy, check_invariance)
         return out[0], out[1]
+
+    def matrix_function(self, X: Any, spec: Any, xp: ModuleType) -> Any:
+        if not _differentiable(X) or torch.compiler.is_compiling():
+            return super().matrix_function(X, spec, xp)
+        _refuse_nested_forward_mode()
+        return MatrixFunction.apply(X, spec, self.check_values(X))[0]
 
 
 ADAPTER = TorchAdapter()
