@@ -28,6 +28,11 @@ def test_claimed_dtypes_run_forward_backward_and_jvp(backend: Backend) -> None:
         (_, _), (dlmd, _) = eigdiff.jvp(X, X, top_k=2)
         assert dX.dtype == X.dtype == lmd.dtype == dlmd.dtype
         np.testing.assert_allclose(backend.to_numpy(dlmd), [2.0, 3.0], rtol=1e-6)
+        assert row["matrix functions"].startswith("yes")
+        F, pullback_f = eigdiff.matrix_function_vjp(X, "sqrt")
+        _, dF = eigdiff.matrix_function_jvp(X, X, "log")
+        assert F.dtype == pullback_f(X).dtype == dF.dtype == X.dtype
+        np.testing.assert_allclose(backend.to_numpy(dF), np.eye(3), rtol=1e-6)  # D log(X)[X] = I for diagonal X
 
 
 def test_claimed_devices(backend: Backend) -> None:

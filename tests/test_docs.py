@@ -24,10 +24,28 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for page in ("index", "getting-started", "derivation", "api", "backends", "degeneracy", "performance", "examples"):
+    pages = (
+        "index",
+        "getting-started",
+        "derivation",
+        "api",
+        "backends",
+        "degeneracy",
+        "matrix-functions",
+        "performance",
+        "examples",
+    )
+    for page in pages:
         assert (tmp_path / "html" / f"{page}.html").exists(), page
     api = (tmp_path / "html" / "api.html").read_text()
-    for name in ("eigdiff.eigh", "eigdiff.backward", "eigdiff.vjp", "eigdiff.jvp", "EigenDecompositionFcn"):
+    for name in (
+        "eigdiff.eigh",
+        "eigdiff.backward",
+        "eigdiff.vjp",
+        "eigdiff.jvp",
+        "EigenDecompositionFcn",
+        "eigdiff.sqrtm",
+    ):
         assert name in api, name
 
 
@@ -37,7 +55,7 @@ def test_docs_static_artifacts_exist() -> None:
         assert (DOCS / "_static" / name).stat().st_size > 0, name
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md", "docs/matrix-functions.md"])
 def test_python_snippets_run(page: str) -> None:
     """Every ```python block of the README and the getting-started page runs as written."""
     import re

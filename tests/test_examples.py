@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-NEEDS_TORCH = {"pca_layer", "zca_whitening", "spectral_clustering", "point_cloud_normals"}
+NEEDS_TORCH = {"pca_layer", "zca_whitening", "spectral_clustering", "point_cloud_normals", "covariance_pooling"}
 
 
 def _load(name: str):
@@ -39,5 +39,6 @@ def test_example_runs_and_improves(name: str, tmp_path: Path, capsys: pytest.Cap
         "spectral_clustering": lambda r: r["agreement"] > 0.95,
         "numpy_spectral_gap": lambda r: r["gap_after"] > 2 * r["gap_before"],
         "point_cloud_normals": lambda r: r["angle_error_deg"] < 5.0,
+        "covariance_pooling": lambda r: r["accuracy"] > 0.95,
     }
     assert checks[name](result), result
