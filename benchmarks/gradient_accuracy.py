@@ -1,6 +1,6 @@
 """Gradient accuracy on random symmetric matrices: eigdiff against torch's native eigh autograd.
 
-Issue #18's target: for random symmetric matrices (entries N(0, 1), symmetrized), float32 and
+The target: for random symmetric matrices (entries N(0, 1), symmetrized), float32 and
 float64, full and top-k, eigdiff's relative error against a float64 reference is at most twice
 torch's native error in the same dtype, plus 1e-6. Both backwards here share one forward (the
 same computed λ, Y), so the comparison isolates the backward and its gap threshold.

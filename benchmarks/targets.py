@@ -1,4 +1,4 @@
-"""Measure issue #3's performance targets on this machine and print them as a Markdown table.
+"""Measure the performance targets on this machine and print them as a Markdown table.
 
 For each (B, M) in {(5, 32), (1000, 32), (64, 128), (8, 512)} x {float32, float64}, eigdiff and
 torch's native eigh are timed side by side in one run (interleaved rounds, median per call):

@@ -1,4 +1,5 @@
-"""Sphinx configuration: MyST Markdown, furo, numpydoc, MathJax; built with -W in the tests."""
+"""Sphinx configuration: MyST Markdown, furo, numpydoc, MathJax shipped with the build (offline),
+sphinx-gallery for the examples; built with -W in the tests."""
 
 from __future__ import annotations
 
@@ -13,11 +14,33 @@ from eigdiff.backends import support_table  # noqa: E402
 
 project = "eigdiff"
 author = "the eigdiff developers"
+copyright = f"2026, {author}"
 release = eigdiff.__version__
-extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.mathjax", "numpydoc"]
+# "sphinx-mathjax-offline" copies MathJax 3 into the build and points mathjax_path at it, so
+# that formulas render without a network (the default loads MathJax from a CDN).
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+sys.path.insert(0, str(HERE))
+# The gallery runs each example with --quick (what the test suite checks) and shows its figure.
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"\.py$",
+    "reset_argv": "_gallery.quick_argv",
+    "download_all_examples": False,
+    "show_memory": False,
+    "write_computation_times": False,  # its page loads a table script from a CDN: not offline
+    "image_scrapers": ("matplotlib",),
+}
 myst_enable_extensions = ["dollarmath", "amsmath"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip"]
 html_theme = "furo"
 html_static_path = ["_static"]
 html_title = f"eigdiff {release}"

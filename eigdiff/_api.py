@@ -231,6 +231,8 @@ def vjp(
     pullback : callable
         ``pullback(V=None, g_lmd=None) -> dX``: ``V`` of Y's shape is dL/dY, ``g_lmd`` of
         lmd's shape is dL/dlmd, either None for zero; ``dX`` (..., M, M) is symmetric.
+        With neither, ``dX`` is zeros: the exact gradient of a loss that depends on neither
+        output (as ``jax.vjp``'s pullback of a zero cotangent), deliberately not an error.
         Raises ValueError when a cotangent's shape does not match its output or it holds
         NaN/Inf, TypeError when it is not an array of X's library and dtype.
 

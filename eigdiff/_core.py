@@ -1,6 +1,7 @@
 """The array-API core: the forward helpers, the backward and the forward-mode rule, once.
 
-Notation follows the seed tutorial (``shared/reference``): X = Y Λ Yᵀ with ascending
+Notation follows S. Gould's tutorial on differentiating the eigendecomposition (deep
+declarative networks): X = Y Λ Yᵀ with ascending
 eigenvalues ``lmd`` (λ) and orthonormal eigenvectors ``Y``; ``V`` is dL/dY for the last
 K columns of Y (the K largest eigenpairs), ``g_lmd`` is dL/dλ for the same K eigenvalues.
 

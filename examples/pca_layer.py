@@ -1,8 +1,12 @@
-"""A differentiable PCA layer inside a torch model, trained for a few steps.
+"""
+A differentiable PCA layer inside a torch model, trained for a few steps.
+=========================================================================
 
 A small model maps inputs through a learned linear feature map, projects the features onto
 their top-k principal directions (eigdiff.eigh of the batch covariance, top_k=k) and
 classifies from the projection. Gradients flow through the eigenvectors into the feature map.
+
+::
 
     python examples/pca_layer.py [--steps 200] [--quick] [--plot pca.png]
 """
@@ -10,6 +14,7 @@ classifies from the projection. Gradients flow through the eigenvectors into the
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import torch
 
@@ -41,9 +46,11 @@ def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.T
     return X, labels
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description="A differentiable PCA layer inside a torch model, trained for a few steps."
+    )
+    parser.add_argument("--steps", type=int, default=200, help="Adam steps (default 200)")
     parser.add_argument("--quick", action="store_true", help="20 steps on a small batch")
     parser.add_argument("--plot", metavar="PATH", help="save the training curve as a PNG")
     args = parser.parse_args(argv)
@@ -62,7 +69,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         losses.append(loss.item())
     with torch.no_grad():
         accuracy = (model(X).argmax(dim=1) == labels).float().mean().item()
-    print(f"PCA layer: cross-entropy {losses[0]:.4f} -> {losses[-1]:.4f} in {steps} steps; accuracy {accuracy:.3f}")
+    print(f"PCA layer: cross-entropy {losses[0]:.3g} -> {losses[-1]:.3g} in {steps} steps; accuracy {accuracy:.3f}")
+    figure = None
     if args.plot:
         import matplotlib
 
@@ -76,8 +84,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         plt.title("training through a top-2 PCA layer")
         plt.tight_layout()
         plt.savefig(args.plot, dpi=110)
+        figure = plt.gcf()
         print(f"wrote {args.plot}")
-    return {"before": losses[0], "after": losses[-1], "accuracy": accuracy}
+    result = {"before": losses[0], "after": losses[-1], "accuracy": accuracy}
+    if args.plot:
+        result["figure"] = figure  # for the tests, which read its labels
+    return result
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
-    missing = [m for m in ("sphinx", "myst_parser", "furo", "numpydoc") if importlib.util.find_spec(m) is None]
+    modules = ("sphinx", "myst_parser", "furo", "numpydoc", "sphinx_gallery", "sphinx-mathjax-offline")
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"docs dependencies not installed: {missing} (pip install 'eigdiff[docs]')")
     pytest.importorskip("torch", reason="the API page documents the torch adapter, whose autodoc imports torch")
@@ -37,6 +39,12 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
     )
     for page in pages:
         assert (tmp_path / "html" / f"{page}.html").exists(), page
+    for example in ("covariance_pooling", "spectral_clustering", "numpy_spectral_gap"):  # the gallery ran them
+        page = (tmp_path / "html" / "auto_examples" / f"{example}.html").read_text()
+        assert f"sphx_glr_{example}_001.png" in page, example
+    _assert_offline(tmp_path / "html")
+    footer = (tmp_path / "html" / "index.html").read_text()
+    assert re.search(r"Copyright &#169; 20\d\d, the eigdiff developers", footer)
     api = (tmp_path / "html" / "api.html").read_text()
     for name in (
         "eigdiff.eigh",
@@ -47,6 +55,49 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
         "eigdiff.sqrtm",
     ):
         assert name in api, name
+
+
+def _assert_offline(html: Path) -> None:
+    """No page loads a script, style sheet, image or frame from another host (links may point out)."""
+    loads = re.compile(
+        r"<(?:script|img|iframe)[^>]*\bsrc=\"(https?:)?//|<link[^>]*rel=\"stylesheet\"[^>]*href=\"(https?:)?//"
+    )
+    pages = list(html.rglob("*.html"))
+    assert len(pages) > 10
+    for page in pages:
+        match = loads.search(page.read_text())
+        assert match is None, f"{page.relative_to(html)} loads {match.group(0)!r} from another host"
+    for sheet in html.rglob("*.css"):
+        assert not re.search(r"url\(['\"]?(https?:)?//", sheet.read_text()), sheet
+    math = (html / "degeneracy.html").read_text()
+    assert 'src="_static/mathjax/tex-chtml.js"' in math and (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+
+
+def test_documented_benchmark_command_runs() -> None:
+    """The performance page's `python -m pytest benchmarks --benchmark-only` works in the Quickstart
+    environment (run here with one round per benchmark, so that it takes seconds)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("pytest_benchmark")
+    page = (DOCS / "performance.md").read_text()
+    assert "python -m pytest benchmarks --benchmark-only" in page
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(DOCS.parent / "benchmarks"),
+            "--benchmark-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ]
+        + ["--benchmark-min-rounds=1", "--benchmark-max-time=0.00001", "--benchmark-warmup=off"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=DOCS.parent,
+    )
+    assert result.returncode == 0 and " passed" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 def test_docs_static_artifacts_exist() -> None:

@@ -42,3 +42,25 @@ def test_example_runs_and_improves(name: str, tmp_path: Path, capsys: pytest.Cap
         "covariance_pooling": lambda r: r["accuracy"] > 0.95,
     }
     assert checks[name](result), result
+    assert "0.0000" not in out  # losses print with significant digits
+    _check_figure(name, result["figure"])
+
+
+def _check_figure(name: str, fig) -> None:
+    """What a reader of each figure needs: axis labels, a title, a centred colour map, equal scaling."""
+    axes = [ax for ax in fig.get_axes() if ax.get_label() != "<colorbar>"]
+    assert axes and all(ax.get_title() for ax in axes if ax.get_images() or ax.get_lines() or ax.collections)
+    if name == "spectral_clustering":
+        assert axes[1].get_ylabel().startswith("eigengap $") and axes[0].get_aspect() == 1.0
+    if name == "zca_whitening":
+        for image in (ax.get_images()[0] for ax in axes if ax.get_images()):
+            low, high = image.get_clim()
+            assert low == -high  # white is zero covariance
+    if name == "point_cloud_normals":
+        (ax,) = axes
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_zlabel()
+        extent = ax.get_box_aspect()
+        assert abs(extent[0] / extent[1] - 1) < 0.2  # x and y span the same 4 units, drawn alike
+    for ax in axes:
+        if ax.get_lines() or ax.collections:
+            assert ax.get_xlabel() or name == "point_cloud_normals", (name, ax.get_title())

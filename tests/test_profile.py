@@ -110,3 +110,108 @@ def test_profile_argument_errors(argv: list[str], message: str) -> None:
 def test_python_dash_m_entry_point() -> None:
     result = subprocess.run([sys.executable, "-m", "eigdiff", "profile", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--sweep" in result.stdout
+
+
+# ---------------------------------------------------------------- what a newcomer meets (issue #17)
+
+_SMALL = ["profile", "--batch", "2", "--size", "6", "--iters", "4", "--no-progress"]
+
+
+def test_methods_without_forward_get_it_and_a_legend(capsys) -> None:
+    assert main([*_SMALL, "--methods", "native,eigdiff"]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split()[0] for line in printed.splitlines() if line.split() and line.split()[0] in study.STUDY_METHODS]
+    assert rows[:3] == ["forward", "eigdiff", "native"]  # forward added, the table's order kept
+    assert "rows after 'forward' are backward times" in printed
+    assert "torch's own eigh autograd" in printed
+
+
+def test_help_explains_the_methods() -> None:
+    result = subprocess.run([sys.executable, "-m", "eigdiff", "profile", "--help"], capture_output=True, text=True)
+    for method in study.STUDY_METHODS:
+        assert f"  {method} " in result.stdout
+    assert "backward, the tutorial's first variant" in result.stdout
+
+
+def test_missing_packages_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("tqdm", "matplotlib") else real(name, *a)
+    )
+    with pytest.raises(SystemExit, match=r"(?s)tqdm: pip install tqdm .*--no-progress.*matplotlib: .*without --plot"):
+        main(["profile", "--plot", "p.png"])
+    monkeypatch.setattr(study, "run_study", lambda **kw: (_ for _ in ()).throw(RuntimeError("measured")))
+    with pytest.raises(RuntimeError, match="measured"):  # neither is needed without a bar or a plot
+        main([*_SMALL])
+
+
+def test_output_paths_are_checked_before_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(study, "run_study", lambda **kw: (_ for _ in ()).throw(RuntimeError("measured")))
+    for flag in ("--plot", "--json"):
+        with pytest.raises(SystemExit, match=f"{flag} /nonexistent/dir/p: the folder /nonexistent/dir does not exist"):
+            main([*_SMALL, flag, "/nonexistent/dir/p"])
+
+
+def test_unreliable_timings_are_flagged() -> None:
+    from eigdiff.__main__ import spread_warnings
+
+    (warning,) = spread_warnings([("v1", 22.0, 0.1747, 21.5667), ("v2", 2.2, 2.1, 2.3)])
+    assert warning.startswith("warning: v1 timings vary widely") and "busy" in warning
+
+
+def test_study_chart_names_what_it_shows(tmp_path) -> None:
+    results = [
+        study.Result(m, median_ms=1.0 + i, q1_ms=0.9 + i, q3_ms=1.2 + i, times_forward=1.0 + i)
+        for i, m in enumerate(study.STUDY_METHODS)
+    ]
+    title = "Differentiable eigendecomposition: forward and backward\nB=5, M=32, float32, 50 calls on cpu (x)"
+    fig = study.plot_study(results, str(tmp_path / "c.png"), title)
+    (ax,) = fig.get_axes()
+    assert ax.get_ylabel() == "time per call (ms, log scale)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(study.STUDY_METHODS)  # the table's names
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [label for _, label in study.STUDY_COLOURS.values()]
+    assert ax.get_title().count("on cpu") == 1
+    assert any(type(c).__name__ == "ErrorbarContainer" for c in ax.containers)  # interquartile whiskers
+
+
+def test_sweep_chart_pairs_colours_and_shares_the_y_range(tmp_path) -> None:
+    rows = [
+        {"batch": b, "size": m, "top_k": 2, "series": s, "median_ms": 1.0 + m / 10, "q1_ms": 1.0, "q3_ms": 1.0}
+        for b in (1, 16)
+        for m in (4, 8)
+        for s in (
+            "forward eigdiff",
+            "forward native",
+            "backward eigdiff",
+            "backward native",
+            "backward eigdiff top-2",
+            "backward native top-2",
+        )
+    ]
+    fig = study.plot_sweep(rows, str(tmp_path / "s.png"), "t")
+    top, bottom = fig.get_axes()
+    assert top.get_shared_y_axes().joined(top, bottom)
+    lines = {line.get_label(): line for line in top.get_lines()}
+    assert lines["backward eigdiff"].get_color() == lines["backward eigdiff top-2"].get_color()
+    assert lines["backward native"].get_color() == lines["backward native top-2"].get_color()
+    assert lines["backward eigdiff"].get_color() != lines["backward native"].get_color()
+    assert lines["backward native"].get_linestyle() != lines["backward native top-2"].get_linestyle()
+
+
+def test_charts_redraw_from_json(tmp_path, capsys) -> None:
+    out_json, out_png = tmp_path / "p.json", tmp_path / "p.png"
+    main([*_SMALL, "--json", str(out_json)])
+    assert main(["profile", "--from-json", str(out_json), "--plot", str(out_png)]) == 0
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_torch_advice_names_the_cpu_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(SystemExit, match=r"torch: pip install 'eigdiff\[torch\]' .*CUDA build.*CPU-only build"):
+        main([*_SMALL])

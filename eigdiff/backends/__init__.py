@@ -18,6 +18,13 @@ from eigdiff import _checks, _core, _functions
 
 Array = Any
 
+#: How to install torch, for error messages: a plain install pulls the CUDA build on Linux.
+TORCH_INSTALL = (
+    "pip install 'eigdiff[torch]' (on Linux that pulls torch's CUDA build, several GB; for the "
+    "CPU-only build, first pip install torch from PyTorch's CPU wheel index with --index-url, "
+    "as PyTorch's install page shows)"
+)
+
 
 #: What each backend supports: the docs' backends table is generated from this, and
 #: ``tests/test_backends_table.py`` checks every entry against the code where it can run.

@@ -16,10 +16,9 @@ from typing import Any
 try:
     import torch
 except ImportError as exc:  # pragma: no cover - exercised only where torch is absent
-    raise ImportError(
-        "eigdiff's torch backend needs PyTorch: `pip install 'eigdiff[torch]'` "
-        "(or `pip install torch==2.13.0` for the CPU build)"
-    ) from exc
+    from eigdiff.backends import TORCH_INSTALL
+
+    raise ImportError(f"eigdiff's torch backend needs PyTorch: {TORCH_INSTALL}") from exc
 
 import array_api_compat.torch as xp_torch
 from torch._C._functorch import TransformType
@@ -295,7 +294,7 @@ ADAPTER = TorchAdapter()
 
 
 class EigenDecompositionFcn:
-    """Drop-in for the seed tutorial's ``EigenDecompositionFcn``: returns only eigenvectors.
+    """Drop-in for the ``EigenDecompositionFcn`` of S. Gould's eigendecomposition tutorial: returns only eigenvectors.
 
     ``EigenDecompositionFcn.apply(X, top_k=None)`` takes ``X`` of shape ``(..., M, M)`` (the
     tutorial's ``(B, M, M)``) and returns ``Y`` of shape ``(..., M, M)``, or the ``top_k``

@@ -231,30 +231,55 @@ def format_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def plot_study(results: list[Result], path: str, title: str) -> None:
-    """The tutorial's chart: log-scale bars, each annotated with its multiple of the forward."""
+#: Bar colours of the study chart, by kind of method, with the legend's words.
+STUDY_COLOURS = {
+    "forward": ("tab:red", "forward (eigh)"),
+    "tutorial": ("tab:gray", "backward: the tutorial's variants v1-v3"),
+    "eigdiff": ("tab:blue", "backward: eigdiff"),
+    "native": ("tab:green", "backward: torch's eigh autograd"),
+}
+
+
+def plot_study(results: list[Result], path: str, title: str) -> Any:
+    """The tutorial's chart: log-scale bars with interquartile whiskers, each annotated with its
+    multiple of the forward; x labels are the table's method names. Returns the figure (closed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    labels = {"forward": "fwd", "eigdiff": "bck (eigdiff)", "native": "bck (eigh)"}
-    colors = {"forward": "r", "native": "g"}
+    kind = {"forward": "forward", "eigdiff": "eigdiff", "native": "native"}
+    kinds = [kind.get(r.method, "tutorial") for r in results]
     fig, ax = plt.subplots(figsize=(8, 4.8))
     heights = [r.median_ms for r in results]
-    bars = ax.bar(range(len(results)), heights, log=True, color=[colors.get(r.method, "b") for r in results])
-    ax.set_xticks(range(len(results)), [labels.get(r.method, f"bck ({r.method})") for r in results])
+    whiskers = [[r.median_ms - r.q1_ms for r in results], [r.q3_ms - r.median_ms for r in results]]
+    bars = ax.bar(
+        range(len(results)),
+        heights,
+        log=True,
+        color=[STUDY_COLOURS[k][0] for k in kinds],
+        yerr=whiskers,
+        capsize=4,
+        error_kw={"elinewidth": 1},
+    )
+    ax.set_xticks(range(len(results)), [r.method for r in results])
     for bar, r in zip(bars, results):
-        ax.text(
-            bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{r.times_forward:0.1f}x", ha="center", va="bottom"
-        )
-    ax.set_ylabel("log time (ms)")
+        ax.text(bar.get_x() + bar.get_width() / 2, r.q3_ms, f"{r.times_forward:0.1f}x", ha="center", va="bottom")
+    ax.set_ylabel("time per call (ms, log scale)")
     ax.grid(True)
     ax.grid(True, which="minor", axis="y", ls="--")
+    present = dict.fromkeys(kinds)
+    ax.legend(
+        handles=[Patch(color=STUDY_COLOURS[k][0], label=STUDY_COLOURS[k][1]) for k in present],
+        fontsize=8,
+        loc="upper right",
+    )
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return fig
 
 
 # ---------------------------------------------------------------- sweep
@@ -321,25 +346,37 @@ def run_sweep(
     return rows
 
 
-def plot_sweep(rows: list[dict[str, Any]], path: str, title: str) -> None:
+def plot_sweep(rows: list[dict[str, Any]], path: str, title: str) -> Any:
+    """Log-log time against M, one panel per batch size on a shared y range. Colour: eigdiff
+    blue, native green, forward (the same eigh for both) red; full backward solid, top-k
+    backward dashed, forward dotted. Returns the figure (closed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     batches = sorted({r["batch"] for r in rows})
-    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.8), squeeze=False)
-    for ax, b in zip(axes[0], batches):
+    fig, axes = plt.subplots(len(batches), 1, figsize=(7, 4.2 * len(batches)), squeeze=False, sharey=True)
+
+    def style(series: str) -> dict[str, Any]:
+        colour = "tab:blue" if "eigdiff" in series else "tab:green"
+        if series.startswith("forward"):
+            return {"color": "tab:red" if "eigdiff" in series else "tab:orange", "ls": ":", "marker": "s"}
+        if "top-" in series:
+            return {"color": colour, "ls": "--", "marker": "^"}
+        return {"color": colour, "ls": "-", "marker": "o"}
+
+    for ax, b in zip(axes[:, 0], batches):
         for series in dict.fromkeys(r["series"] for r in rows):
             pts = sorted((r["size"], r["median_ms"]) for r in rows if r["batch"] == b and r["series"] == series)
-            style = "-" if "eigdiff" in series else "--"
-            ax.loglog([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=series)
-        ax.set_xlabel("M")
+            ax.loglog([p[0] for p in pts], [p[1] for p in pts], ms=4, label=series, **style(series))
+        ax.set_xlabel("matrix size M")
         ax.set_ylabel("time per call (ms)")
-        ax.set_title(f"batch {b}", fontsize=10)
+        ax.set_title(f"batch {b}", fontsize=11)
         ax.grid(True, which="both", ls=":")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return fig

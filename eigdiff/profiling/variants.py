@@ -1,4 +1,4 @@
-"""The seed tutorial's slower backward variants, rewritten from its math for the profile study.
+"""The slower backward variants of S. Gould's eigendecomposition tutorial, rewritten from its math for the profile study.
 
 Each is a torch ``autograd.Function`` with the same forward (``torch.linalg.eigh`` of
 ½(X + Xᵀ), top-k columns) and the tutorial's absolute gap threshold 1e-9:
