@@ -188,6 +188,11 @@ def _backward(
     xp: ModuleType,
 ) -> Array:
     """`backward` after validation: the core on the arrays' device."""
+    if check_invariance and not adapter.check_values(lmd):
+        raise ValueError(
+            "check_invariance reads values, which a traced computation (jax.jit, vmap, torch.compile or "
+            "a torch.func transform) does not have: call it eagerly"
+        )
     with adapter.on_device(Y):
         return _core.backward_unchecked(
             lmd,

@@ -22,8 +22,10 @@ DEGENERACY_MODES = ("mask", "lorentzian", "taylor")
 
 
 def library(a: Array) -> str:
-    """The top-level module of an array's type: "numpy", "torch", "cupy", "array_api_strict", ..."""
-    return type(a).__module__.split(".")[0]
+    """The library of an array: "numpy", "torch", "cupy", "array_api_strict", "jax", ... (the
+    top-level module of its type; JAX's arrays and tracers, defined in jaxlib and jax._src, are "jax")."""
+    root = type(a).__module__.split(".")[0]
+    return "jax" if root == "jaxlib" else root
 
 
 def _type_name(a: object) -> str:

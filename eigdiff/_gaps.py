@@ -83,14 +83,20 @@ def half_gaps(lmd: Array, k: int) -> Array:
     return half[..., None, M - k :] - half[..., :, None]
 
 
+def _device(a: Array) -> Any:
+    """``a.device``, or None for a JAX tracer (inside jit or vmap), which has none: new arrays
+    then go to the default device, where the traced computation runs anyway."""
+    return getattr(a, "device", None)
+
+
 def index_offset(M: int, k: int, like: Array, xp: ModuleType) -> Array:
     """(M, k) integers c(j) − i with c(j) = M − k + j: 0 on each column's own eigenvector."""
-    return (xp.arange(k, device=like.device)[None, :] + (M - k)) - xp.arange(M, device=like.device)[:, None]
+    return (xp.arange(k, device=_device(like))[None, :] + (M - k)) - xp.arange(M, device=_device(like))[:, None]
 
 
 def own_columns(M: int, k: int, like: Array, xp: ModuleType) -> Array:
     """E (M, k) with E_ij = 1 where i = M − k + j: each column's own eigenvector."""
-    return xp.eye(M, k, k=k - M, dtype=like.dtype, device=like.device)
+    return xp.eye(M, k, k=k - M, dtype=like.dtype, device=_device(like))
 
 
 def gap_matrix(lmd: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType) -> Array:
@@ -100,7 +106,7 @@ def gap_matrix(lmd: Array, k: int, *, eps: float | None, degeneracy: str, xp: Mo
     (i = M − k + j) is 0 in every mode. No division ever sees a zero, so F and its derivatives
     (double backward) stay finite.
     """
-    ones = xp.ones(lmd.shape[:-1] + (lmd.shape[-1], k), dtype=lmd.dtype, device=lmd.device)
+    ones = xp.ones(lmd.shape[:-1] + (lmd.shape[-1], k), dtype=lmd.dtype, device=_device(lmd))
     return gap_product(ones, lmd, k, eps=eps, degeneracy=degeneracy, xp=xp)
 
 
@@ -136,7 +142,7 @@ def gap_product(
     M = lmd.shape[-1]
     own = index_offset(M, k, lmd, xp) == 0
     if not hasattr(half_threshold, "shape"):  # an explicit eps: an array for maximum and where
-        half_threshold = xp.asarray(half_threshold, dtype=lmd.dtype, device=lmd.device)
+        half_threshold = xp.asarray(half_threshold, dtype=lmd.dtype, device=_device(lmd))
     if degeneracy == "lorentzian":
         F = _lorentzian(half, half_threshold, xp)
     else:

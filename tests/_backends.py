@@ -64,6 +64,14 @@ def _torch(device: str) -> Backend:
     )
 
 
+def _jax() -> Backend:
+    jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'eigdiff[jax]')")
+    jax.config.update("jax_enable_x64", True)  # float64 arrays, as on every other backend
+    import jax.numpy as jnp
+
+    return Backend("jax", jnp, lambda a: jnp.asarray(np.array(a)), lambda a: np.asarray(a), jax.Array)
+
+
 def _cupy() -> Backend:
     cupy = pytest.importorskip("cupy", reason="CuPy is not installed (it needs an NVIDIA GPU)")
     try:
@@ -82,5 +90,6 @@ BACKENDS: dict[str, Spec] = {
     "array_api_strict": Spec("array_api_strict", _strict),
     "torch": Spec("torch", lambda: _torch("cpu")),
     "torch:cuda": Spec("torch:cuda", lambda: _torch("cuda")),
+    "jax": Spec("jax", _jax),
     "cupy": Spec("cupy", _cupy),
 }

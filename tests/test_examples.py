@@ -18,14 +18,19 @@ def _load(name: str):
     return module
 
 
+NEEDS_JAX = {"jax_vibrating_ring"}
+
+
 def test_every_example_is_listed() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.py")} == NEEDS_TORCH | {"numpy_spectral_gap"}
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == NEEDS_TORCH | NEEDS_JAX | {"numpy_spectral_gap"}
 
 
-@pytest.mark.parametrize("name", sorted(NEEDS_TORCH | {"numpy_spectral_gap"}))
+@pytest.mark.parametrize("name", sorted(NEEDS_TORCH | NEEDS_JAX | {"numpy_spectral_gap"}))
 def test_example_runs_and_improves(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if name in NEEDS_TORCH:
         pytest.importorskip("torch")
+    if name in NEEDS_JAX:
+        pytest.importorskip("jax")
     plot = tmp_path / f"{name}.png"
     argv = ["--quick", "--plot", str(plot)]
     result = _load(name).main(argv)
@@ -40,6 +45,7 @@ def test_example_runs_and_improves(name: str, tmp_path: Path, capsys: pytest.Cap
         "numpy_spectral_gap": lambda r: r["gap_after"] > 2 * r["gap_before"],
         "point_cloud_normals": lambda r: r["angle_error_deg"] < 5.0,
         "covariance_pooling": lambda r: r["accuracy"] > 0.95,
+        "jax_vibrating_ring": lambda r: r["gradient_error"] < 1e-6 < r["native_gradient_error"],
     }
     assert checks[name](result), result
     assert "0.0000" not in out  # losses print with significant digits

@@ -56,6 +56,15 @@ SUPPORT: dict[str, dict[str, str]] = {
         "devices": "cpu, cuda",
         "dtypes": "float32, float64",
     },
+    "jax": {
+        "forward (eigh, top-k)": "yes",
+        "backward (backward, vjp)": "yes",
+        "forward mode (jvp)": "yes",
+        "matrix functions": "yes: autograd (first order exact at ties)",
+        "autograd": "grad, vjp, jvp, jacfwd, jacrev, hessian, any nesting; jit, vmap (float64: jax_enable_x64)",
+        "devices": "cpu (GPU where jax has one)",
+        "dtypes": "float32, float64",
+    },
     "cupy": {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
@@ -120,6 +129,7 @@ class ArrayAPIAdapter:
 # (library, array class, adapter module); a library not yet imported cannot own the array.
 _MODULES = (
     ("torch", "Tensor", "eigdiff.backends.torch"),
+    ("jax", "Array", "eigdiff.backends.jax"),
     ("cupy", "ndarray", "eigdiff.backends.cupy"),
     ("numpy", "ndarray", "eigdiff.backends.numpy"),
 )
@@ -149,5 +159,5 @@ def load_present_adapters() -> None:
     adapter loaded: Dynamo cannot trace an import.
     """
     for library, _, module in _MODULES:
-        if library in sys.modules and library != "cupy":
+        if library in sys.modules and library not in ("cupy", "jax"):
             importlib.import_module(module)

@@ -1,0 +1,136 @@
+"""JAX adapter: ``jax.custom_jvp`` rules that call the core's forward-mode formula.
+
+Every rule is the core's jvp (`eigdiff._core.jvp_unchecked`, `eigdiff._functions.frechet`),
+which is linear in the tangent, so JAX derives reverse mode by transposing it: ``jax.grad``,
+``vjp``, ``jacrev``, ``jacfwd``, ``hessian``, ``jit`` and ``vmap`` all go through one formula.
+Inside each rule the full decomposition comes from `eigh_full`, itself a ``custom_jvp``
+function, so that a derivative of a derivative (jvp of jvp, ``hessian``, any nesting) uses
+eigdiff's rule again rather than JAX's own eigh derivative, which is NaN at ties.
+
+Arrays are immutable here, so the core never writes in place (`JaxAdapter.may_overwrite`).
+Value checks (NaN/Inf, ascending eigenvalues, a function's domain) run on concrete arrays and
+are skipped on tracers, inside ``jit``, ``vmap`` and the differentiation transforms.
+
+Importing this module without JAX raises an ImportError that says what to install.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+from typing import Any
+
+try:
+    import jax
+    import jax.numpy as jnp
+except ImportError as exc:  # pragma: no cover - exercised only where JAX is absent
+    raise ImportError(
+        "eigdiff's JAX backend needs JAX: pip install 'eigdiff[jax]' (CPU; see JAX's docs for GPUs)"
+    ) from exc
+
+from eigdiff import _core, _functions
+from eigdiff.backends import ArrayAPIAdapter
+
+__all__ = ["eigh_full", "eigh_top", "matrix_function"]
+
+_SOLVER = functools.partial(jnp.linalg.eigh, symmetrize_input=False)  # the core symmetrizes once
+
+
+def _decompose(X: Any) -> tuple[Any, Any]:
+    return _core.decompose(X, xp=jnp, solver=_SOLVER)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def eigh_full(X: Any, eps: float | None, degeneracy: str) -> tuple[Any, Any]:
+    """(lmd, Y) of ½(X + Xᵀ), X (..., M, M), with eigdiff's jvp rule (``eps``, ``degeneracy``)."""
+    return _decompose(X)
+
+
+@eigh_full.defjvp
+def _eigh_full_jvp(eps: float | None, degeneracy: str, primals: tuple, tangents: tuple) -> tuple:
+    (X,), (dX,) = primals, tangents
+    lmd, Y = eigh_full(X, eps, degeneracy)  # differentiable by this rule again
+    return (lmd, Y), _core.jvp_unchecked(lmd, Y, dX, Y.shape[-1], eps=eps, degeneracy=degeneracy, xp=jnp)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def eigh_top(X: Any, k: int, eps: float | None, degeneracy: str) -> tuple[Any, Any]:
+    """The k largest eigenpairs, ascending: (..., k) and (..., M, k); the jvp costs O(M²k)."""
+    return _core.top(*_decompose(X), k, jnp)
+
+
+@eigh_top.defjvp
+def _eigh_top_jvp(k: int, eps: float | None, degeneracy: str, primals: tuple, tangents: tuple) -> tuple:
+    (X,), (dX,) = primals, tangents
+    lmd, Y = eigh_full(X, eps, degeneracy)
+    tangent = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=jnp)
+    return _core.top(lmd, Y, k, jnp), tangent
+
+
+def _in_domain(lmd: Any, spec: Any) -> None:
+    if not _traced(lmd):
+        _functions.check_domain(lmd, spec, jnp)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def matrix_function(X: Any, spec: Any) -> Any:
+    """Y f(Λ) Yᵀ for a `eigdiff._functions.SpectralFunction`, with the Daleckii–Krein jvp.
+
+    First derivatives are exact at ties. Higher ones differentiate that rule through
+    `eigh_full`, i.e. through the (Λ, Y) chain with its gap mask: exact on separated spectra,
+    not inside a tied cluster (torch's `MatrixFunction` has the exact second-order rule).
+    """
+    lmd, Y = _decompose(X)
+    _in_domain(lmd, spec)
+    return _functions.apply(lmd, Y, spec, jnp)
+
+
+@matrix_function.defjvp
+def _matrix_function_jvp(spec: Any, primals: tuple, tangents: tuple) -> tuple:
+    (X,), (dX,) = primals, tangents
+    lmd, Y = eigh_full(X, None, "mask")
+    _in_domain(lmd, spec)
+    return _functions.apply(lmd, Y, spec, jnp), _functions.frechet(lmd, Y, dX, spec, jnp)
+
+
+def _traced(*arrays: Any) -> bool:
+    """Whether a transformation traces this computation: an array is a tracer, or (inside jit, on
+    constants) an operation on a fresh scalar yields one."""
+    return any(isinstance(a, jax.core.Tracer) for a in arrays if a is not None) or isinstance(
+        jnp.zeros(()) + 0, jax.core.Tracer
+    )
+
+
+class JaxAdapter(ArrayAPIAdapter):
+    name = "jax"
+
+    def namespace(self, X: Any) -> ModuleType:
+        return jnp
+
+    def check_values(self, X: Any) -> bool:
+        # A tracer (jit, vmap, grad, ...) has no value to branch on.
+        return not _traced(X)
+
+    def may_overwrite(self, *arrays: Any) -> bool:
+        return False  # JAX arrays are immutable
+
+    def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
+        return _decompose(X)
+
+    def eigh(
+        self, X: Any, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType, check_invariance: bool = False
+    ) -> tuple[Any, Any]:
+        if check_invariance:
+            raise ValueError(
+                "check_invariance needs the cotangent, which a JAX forward-mode rule never sees: "
+                "pass it to eigdiff.vjp or eigdiff.backward (outside jit) instead"
+            )
+        if k == X.shape[-1]:
+            return eigh_full(X, eps, degeneracy)
+        return eigh_top(X, k, eps, degeneracy)
+
+    def matrix_function(self, X: Any, spec: Any, xp: ModuleType) -> Any:
+        return matrix_function(X, spec)  # checks f's domain where the eigenvalues are concrete
+
+
+ADAPTER = JaxAdapter()
