@@ -47,9 +47,10 @@ class DegenerateGradientWarning(UserWarning):
 
 
 def symmetrize(X: Array, xp: ModuleType) -> Array:
-    """½(X + Xᵀ) over the last two axes, as X/2 + Xᵀ/2: no overflow for entries near the
-    dtype's maximum, and the same rounding as (X + Xᵀ)/2 for every normal entry."""
-    return X / 2 + X.mT / 2
+    """½(X + Xᵀ) over the last two axes, as H + Hᵀ with H = X/2: no overflow for entries near
+    the dtype's maximum, the same rounding as (X + Xᵀ)/2 for every normal entry, two passes."""
+    H = X / 2
+    return H + H.mT
 
 
 def decompose(X: Array, *, xp: ModuleType | None = None, solver: Any = None) -> tuple[Array, Array]:
