@@ -7,6 +7,8 @@ torch's ``matrix_exp`` autograd for the exponential.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from _backends import Backend
@@ -227,3 +229,18 @@ def test_torch_func_transforms_and_nesting() -> None:
         jacfwd(jacfwd(f))(X)
     batch = torch.stack([X, X + torch.eye(3, dtype=torch.float64)])
     torch.testing.assert_close(vmap(grad(f))(batch), torch.stack([grad(f)(b) for b in batch]), rtol=0, atol=1e-13)
+
+
+def test_torch_compile_keeps_the_gradient() -> None:
+    """Inside torch.compile(fullgraph=True) the matrix function stays differentiable (it once fell
+    back to a detached result there, silently dropping its part of the gradient)."""
+    torch = pytest.importorskip("torch")
+    torch._dynamo.reset()
+    X = torch.tensor(matrix_from_spectrum(np.array([1.0, 1.0, 3.0]), np.random.default_rng(9))).requires_grad_()
+    W = torch.tensor(np.random.default_rng(10).standard_normal((3, 3)))
+    loss = lambda Z: (eigdiff.logm(Z) * W).sum() + Z.sum()
+    (G_eager,) = torch.autograd.grad(loss(X), X)  # first, eagerly: loads the torch adapter (no import in compiled code)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, while inductor imports itself
+        (G,) = torch.autograd.grad(torch.compile(loss, fullgraph=True)(X), X)
+    torch.testing.assert_close(G, G_eager, rtol=0, atol=1e-12)

@@ -51,7 +51,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
-        "matrix functions": "yes: autograd (torch.compile: eigh only)",
+        "matrix functions": "yes: autograd, torch.compile",
         "autograd": "reverse, forward, double backward, torch.func, torch.compile",
         "devices": "cpu, cuda",
         "dtypes": "float32, float64",

@@ -182,6 +182,13 @@ class MatrixFunction(torch.autograd.Function):
         return FrechetFunction.apply(X, dX, ctx.spec, lmd, Y), None, None
 
 
+class CompilableMatrixFunction(MatrixFunction):
+    """`MatrixFunction` without its forward-mode rule, for use inside ``torch.compile`` (Dynamo
+    refuses a Function with a custom ``jvp``, as for `CompilableEighFunction`)."""
+
+    jvp = torch.autograd.Function.jvp  # type: ignore[assignment]
+
+
 class FrechetFunction(torch.autograd.Function):
     """D = Df(X)[S] = Y (Γ ∘ Yᵀ sym(S) Y) Yᵀ, differentiable in X and S (once).
 
@@ -284,7 +291,9 @@ class TorchAdapter(ArrayAPIAdapter):
         return out[0], out[1]
 
     def matrix_function(self, X: Any, spec: Any, xp: ModuleType) -> Any:
-        if not _differentiable(X) or torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():  # differentiable, unchecked (no value branches in compiled code)
+            return CompilableMatrixFunction.apply(X, spec, False)[0]
+        if not _differentiable(X):
             return super().matrix_function(X, spec, xp)
         _refuse_nested_forward_mode()
         return MatrixFunction.apply(X, spec, self.check_values(X))[0]
