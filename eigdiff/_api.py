@@ -51,7 +51,7 @@ def eigh(
     eps : real scalar or None, keyword-only
         Gap at or below which two eigenvalues count as equal in the backward: an absolute
         number (Python, NumPy or a 0-d array of any library), or None for the default
-        32 · u · max|λ| (u: the dtype's machine epsilon).
+        min(8 √M u, 2⁻¹⁸) · max|λ| (u: the dtype's machine epsilon; see the degeneracy docs).
     degeneracy : {"mask", "lorentzian", "taylor"}, keyword-only
         How the backward treats gaps at or below ``eps`` (see the degeneracy docs page).
     check_invariance : bool, keyword-only
@@ -129,7 +129,7 @@ def backward(
         dL/d(the last K eigenvalues); None for zero.
     eps : real scalar or None, keyword-only
         Gap at or below which two eigenvalues count as equal: an absolute number, or None
-        for the scale- and dtype-aware default 32 · u · max|λ|.
+        for the scale- and dtype-aware default min(8 √M u, 2⁻¹⁸) · max|λ|.
     degeneracy : {"mask", "lorentzian", "taylor"}, keyword-only
         How 1/(λj − λi) is regularized at small gaps (see the degeneracy docs page).
     check_invariance : bool, keyword-only
