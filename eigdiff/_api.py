@@ -14,11 +14,16 @@ from eigdiff.backends import adapter_for
 Array = Any
 
 
-def _prepare(X: Array, top_k: object, eps: object, degeneracy: object) -> tuple[Any, Any, Any, int, float | None]:
-    """Validate the forward's arguments: (X as accepted, xp, adapter, k, eps as a float or None)."""
+def _accept(X: Array) -> tuple[Any, Any, Any]:
+    """(X as accepted, its adapter, its namespace)."""
     X = _checks.as_array(X, "X")
     adapter = adapter_for(X)
-    xp = adapter.namespace(X)
+    return X, adapter, adapter.namespace(X)
+
+
+def _prepare(X: Array, top_k: object, eps: object, degeneracy: object) -> tuple[Any, Any, Any, int, float | None]:
+    """Validate the forward's arguments: (X as accepted, xp, adapter, k, eps as a float or None)."""
+    X, adapter, xp = _accept(X)
     eps = _checks.check_options(eps, degeneracy)
     M = _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
     return X, xp, adapter, _checks.check_top_k(top_k, M), eps
@@ -304,12 +309,7 @@ def jvp(
     array([0., 1.])
     """
     X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
-    dX = _checks.as_array(dX, "dX", like=X)
-    if tuple(dX.shape) != tuple(X.shape):
-        raise ValueError(f"dX must have X's shape {tuple(X.shape)}, got {tuple(dX.shape)}")
-    if dX.dtype != X.dtype:
-        raise TypeError(f"dX must have X's dtype {X.dtype}, got {dX.dtype}")
-    _check_cotangent_values(adapter, xp, dX=dX)
+    dX = _check_like_X(dX, "dX", X, adapter, xp)
     lmd, Y = adapter.decompose(X, xp)
     with adapter.on_device(X):
         tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp)
@@ -349,21 +349,13 @@ def _spectral_function(f: object, df: object, p: object, floor: object) -> _func
 
 
 def _prepare_function(X: Array, f: object, df: object, p: object, floor: object) -> tuple[Any, Any, Any, Any]:
-    X = _checks.as_array(X, "X")
-    adapter = adapter_for(X)
-    xp = adapter.namespace(X)
+    X, adapter, xp = _accept(X)
     _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
     return X, xp, adapter, _spectral_function(f, df, p, floor)
 
 
-def _decompose_in_domain(X: Array, xp: ModuleType, adapter: Any, spec: Any) -> tuple[Array, Array]:
-    lmd, Y = adapter.decompose(X, xp)
-    if adapter.check_values(X):
-        _functions.check_domain(lmd, spec, xp)
-    return lmd, Y
-
-
 def _check_like_X(S: Array, name: str, X: Array, adapter: Any, xp: ModuleType) -> Array:
+    """``S`` (a tangent or cotangent of X) as accepted: X's library, shape and dtype, finite."""
     S = _checks.as_array(S, name, like=X)
     if tuple(S.shape) != tuple(X.shape):
         raise ValueError(f"{name} must have X's shape {tuple(X.shape)}, got {tuple(S.shape)}")
@@ -461,7 +453,7 @@ def matrix_function_vjp(
            [1., 1.]])
     """
     X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
-    lmd, Y = _decompose_in_domain(X, xp, adapter, spec)
+    lmd, Y = adapter.decompose_in_domain(X, spec, xp)
     with adapter.on_device(X):
         F = _functions.apply(lmd, Y, spec, xp)
 
@@ -497,7 +489,7 @@ def matrix_function_jvp(
     """
     X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
     dX = _check_like_X(dX, "dX", X, adapter, xp)
-    lmd, Y = _decompose_in_domain(X, xp, adapter, spec)
+    lmd, Y = adapter.decompose_in_domain(X, spec, xp)
     with adapter.on_device(X):
         return _functions.apply(lmd, Y, spec, xp), _functions.frechet(lmd, Y, dX, spec, xp)
 

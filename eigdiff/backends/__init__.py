@@ -117,11 +117,17 @@ class ArrayAPIAdapter:
         lmd, Y = self.decompose(X, xp)
         return _core.top(lmd, Y, k, xp, copy=k < lmd.shape[-1])
 
-    def matrix_function(self, X: Array, spec: Any, xp: ModuleType) -> Array:
-        """Y f(Λ) Yᵀ, differentiable where the library has autograd; checks f's domain."""
+    def decompose_in_domain(self, X: Array, spec: Any, xp: ModuleType) -> tuple[Array, Array]:
+        """`decompose`, then a ValueError if the eigenvalues leave ``spec``'s domain (where
+        values may be read)."""
         lmd, Y = self.decompose(X, xp)
         if self.check_values(X):
             _functions.check_domain(lmd, spec, xp)
+        return lmd, Y
+
+    def matrix_function(self, X: Array, spec: Any, xp: ModuleType) -> Array:
+        """Y f(Λ) Yᵀ, differentiable where the library has autograd; checks f's domain."""
+        lmd, Y = self.decompose_in_domain(X, spec, xp)
         with self.on_device(X):
             return _functions.apply(lmd, Y, spec, xp)
 
