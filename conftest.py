@@ -3,7 +3,7 @@
 import importlib.util
 
 collect_ignore = [
-    f"eigdiff/backends/{name}.py" for name in ("cupy", "torch", "jax") if importlib.util.find_spec(name) is None
+    f"eigdiff/backends/{name}.py" for name in ("cupy", "torch", "jax", "dask") if importlib.util.find_spec(name) is None
 ]
 if importlib.util.find_spec("torch") is None:  # the profiling study and its variants are torch code
     collect_ignore += ["eigdiff/profiling/study.py", "eigdiff/profiling/variants.py", "tests/_accuracy.py"]

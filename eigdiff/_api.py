@@ -14,6 +14,13 @@ from eigdiff.backends import adapter_for
 Array = Any
 
 
+def _dask() -> ModuleType:
+    """The Dask adapter (imported on the first dask array: `import eigdiff` does not import dask)."""
+    from eigdiff.backends import dask
+
+    return dask
+
+
 def _accept(X: Array) -> tuple[Any, Any, Any]:
     """(X as accepted, its adapter, its namespace)."""
     X = _checks.as_array(X, "X")
@@ -101,6 +108,8 @@ def eigh(
     >>> Y.shape
     (2, 1)
     """
+    if _checks.is_dask(X):
+        return _dask().eigh(X, top_k=top_k, eps=eps, degeneracy=degeneracy)  # type: ignore[no-any-return]
     X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
     return adapter.eigh(X, k, eps=eps, degeneracy=degeneracy, xp=xp, check_invariance=check_invariance)  # type: ignore[arg-type]
 
@@ -165,6 +174,9 @@ def backward(
     >>> np.allclose(dX, np.eye(2))
     True
     """
+    if any(_checks.is_dask(a) for a in (lmd, Y, V, g_lmd)):
+        options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance}
+        return _dask().backward(lmd, Y, V, g_lmd, **options)
     Y = _checks.as_array(Y, "Y")
     lmd = _checks.as_array(lmd, "lmd", like=Y)
     V = None if V is None else _checks.as_array(V, "V", like=Y)
@@ -256,6 +268,9 @@ def vjp(
            [0., 0., 0.],
            [0., 0., 1.]])
     """
+    if _checks.is_dask(X):
+        options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance}
+        return _dask().vjp(X, top_k=top_k, **options)  # type: ignore[no-any-return]
     X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
     lmd, Y = adapter.decompose(X, xp)
     outputs = _core.top(lmd, Y, k, xp, copy=True)  # the pullback keeps lmd and Y to itself
@@ -308,6 +323,8 @@ def jvp(
     >>> dlmd
     array([0., 1.])
     """
+    if _checks.is_dask(X):
+        return _dask().jvp(X, dX, top_k=top_k, eps=eps, degeneracy=degeneracy)  # type: ignore[no-any-return]
     X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
     dX = _check_like_X(dX, "dX", X, adapter, xp)
     lmd, Y = adapter.decompose(X, xp)
@@ -425,6 +442,8 @@ def matrix_function(
     array([[0.    , 0.    ],
            [0.    , 0.7616]])
     """
+    if _checks.is_dask(X):
+        return _dask().matrix_function(X, f, df, p=p, floor=floor)
     X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
     return adapter.matrix_function(X, spec, xp)
 
@@ -452,6 +471,8 @@ def matrix_function_vjp(
     array([[1., 1.],
            [1., 1.]])
     """
+    if _checks.is_dask(X):
+        return _dask().matrix_function_vjp(X, f, df, p=p, floor=floor)  # type: ignore[no-any-return]
     X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
     lmd, Y = adapter.decompose_in_domain(X, spec, xp)
     with adapter.on_device(X):
@@ -487,6 +508,8 @@ def matrix_function_jvp(
     array([[0., 1.],
            [1., 0.]])
     """
+    if _checks.is_dask(X):
+        return _dask().matrix_function_jvp(X, dX, f, df, p=p, floor=floor)  # type: ignore[no-any-return]
     X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
     dX = _check_like_X(dX, "dX", X, adapter, xp)
     lmd, Y = adapter.decompose_in_domain(X, spec, xp)

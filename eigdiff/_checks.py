@@ -78,6 +78,12 @@ def as_array(a: Array, name: str, *, like: Array | None = None) -> Array:
     return a
 
 
+def is_dask(a: object) -> bool:
+    """Whether ``a`` is a `dask.array` array (False without importing dask when it is not loaded)."""
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(a, dask_array.Array)
+
+
 def check_real_float(a: Array, name: str, xp: ModuleType) -> None:
     """TypeError unless ``a`` is float32 or float64 (float16, ints, bool, complex are refused)."""
     if a.dtype not in (xp.float32, xp.float64):

@@ -236,7 +236,7 @@ def test_import_eigdiff_imports_neither_torch_nor_cupy() -> None:
     code = (
         "import sys, numpy as np, eigdiff\n"
         "eigdiff.vjp(np.eye(3))[1](np.ones((3, 3)))\n"
-        "bad = sorted(m for m in ('torch', 'cupy', 'jax') if m in sys.modules)\n"
+        "bad = sorted(m for m in ('torch', 'cupy', 'jax', 'dask') if m in sys.modules)\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -250,6 +250,20 @@ def test_missing_backend_error_says_what_to_install() -> None:
         "    import eigdiff.backends.cupy\n"
         "except ImportError as e:\n"
         "    assert 'pip install cupy-cuda12x' in str(e), e\n"
+        "else:\n"
+        "    raise SystemExit('no ImportError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_dask_error_says_what_to_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['dask'] = None\n"
+        "try:\n"
+        "    import eigdiff.backends.dask\n"
+        "except ImportError as e:\n"
+        "    assert \"pip install 'eigdiff[dask]'\" in str(e), e\n"
         "else:\n"
         "    raise SystemExit('no ImportError')\n"
     )

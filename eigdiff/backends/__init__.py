@@ -65,6 +65,15 @@ SUPPORT: dict[str, dict[str, str]] = {
         "devices": "cpu (GPU where jax has one)",
         "dtypes": "float32, float64",
     },
+    "dask": {
+        "forward (eigh, top-k)": "yes, lazy",
+        "backward (backward, vjp)": "yes, lazy",
+        "forward mode (jvp)": "yes, lazy",
+        "matrix functions": "yes, lazy: matrix_function_vjp / _jvp",
+        "autograd": "none: use vjp / jvp",
+        "devices": "its blocks' (NumPy: cpu; CuPy: cuda), on any Dask scheduler or cluster",
+        "dtypes": "float32, float64",
+    },
     "cupy": {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
