@@ -58,6 +58,8 @@ def eigh(
     X : array, shape (..., M, M)
         Real float32 or float64 matrices of any array-API library (NumPy, CuPy, torch,
         array_api_strict, ...). Only the symmetric part ½(X + Xᵀ) is used. Not modified.
+        A `dask.array` array gives lazy results, one task per chunk (every function here
+        takes dask arrays; see the distributed docs page).
     top_k : int in [1, M] or None, keyword-only
         Return only the ``top_k`` eigenpairs of largest eigenvalue (still ascending).
     eps : real scalar or None, keyword-only

@@ -19,6 +19,8 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
     if missing:
         pytest.skip(f"docs dependencies not installed: {missing} (pip install 'eigdiff[docs]')")
     pytest.importorskip("torch", reason="the API page documents the torch adapter, whose autodoc imports torch")
+    pytest.importorskip("jax", reason="the gallery runs the JAX example")
+    pytest.importorskip("distributed", reason="the gallery runs the Dask example")
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path / "html")],
         capture_output=True,
@@ -35,6 +37,7 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
         "degeneracy",
         "matrix-functions",
         "performance",
+        "distributed",
         "examples",
     )
     for page in pages:
@@ -106,12 +109,16 @@ def test_docs_static_artifacts_exist() -> None:
         assert (DOCS / "_static" / name).stat().st_size > 0, name
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md", "docs/matrix-functions.md"])
+@pytest.mark.parametrize(
+    "page", ["README.md", "docs/getting-started.md", "docs/matrix-functions.md", "docs/distributed.md"]
+)
 def test_python_snippets_run(page: str) -> None:
     """Every ```python block of the README and the getting-started page runs as written."""
     import re
 
     pytest.importorskip("torch")
+    if page == "docs/distributed.md":
+        pytest.importorskip("distributed", reason="the page's snippets use Dask: pip install 'eigdiff[dask]'")
     text = (DOCS.parent / page).read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert blocks, page
