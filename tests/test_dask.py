@@ -178,6 +178,7 @@ def test_cupy_blocks_run_the_cupy_path() -> None:
 
     BACKENDS["cupy"].load()  # skips, with the reason, without CuPy or a GPU
     import cupy as cp
+
     Xn = _stack(12, 4, seed=15)
     Xc = cp.asarray(Xn)
     X = da.from_array(Xc, chunks=(5, 4, 4))
