@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _checks, _core, _functions
+from eigdiff import _checks, _core, _functions, _small
 from eigdiff.backends import adapter_for
 
 Array = Any
@@ -28,12 +28,15 @@ def _accept(X: Array) -> tuple[Any, Any, Any]:
     return X, adapter, adapter.namespace(X)
 
 
-def _prepare(X: Array, top_k: object, eps: object, degeneracy: object) -> tuple[Any, Any, Any, int, float | None]:
-    """Validate the forward's arguments: (X as accepted, xp, adapter, k, eps as a float or None)."""
+def _prepare(
+    X: Array, top_k: object, eps: object, degeneracy: object, method: object
+) -> tuple[Any, Any, Any, int, float | None, str]:
+    """Validate the forward's arguments: (X as accepted, xp, adapter, k, eps as a float or None,
+    the method resolved to "full" or "small")."""
     X, adapter, xp = _accept(X)
     eps = _checks.check_options(eps, degeneracy)
     M = _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
-    return X, xp, adapter, _checks.check_top_k(top_k, M), eps
+    return X, xp, adapter, _checks.check_top_k(top_k, M), eps, _small.choose(method, X, M)
 
 
 def _check_cotangent_values(adapter: Any, xp: ModuleType, **arrays: Array | None) -> None:
@@ -50,6 +53,7 @@ def eigh(
     eps: float | None = None,
     degeneracy: str = "mask",
     check_invariance: bool = False,
+    method: str = "auto",
 ) -> tuple[Array, Array]:
     """Eigendecomposition of ½(X + Xᵀ), differentiable through eigdiff's backward.
 
@@ -72,6 +76,14 @@ def eigh(
         torch: have the backward warn (`DegenerateGradientWarning`) when the incoming
         gradient is not invariant within a degenerate eigenspace. Other libraries have no
         backward here; pass it to `vjp` or `backward` instead.
+    method : {"auto", "full", "small"}, keyword-only
+        The forward's eigensolver (the backward is the same for all): ``"full"``, the array
+        library's own eigh (LAPACK, cuSOLVER); ``"small"``, eigdiff's batched solver for
+        M ≤ 3 from elementwise operations (faster on large stacks of 2×2 and 3×3 matrices;
+        accurate to 16 u‖X‖ also at ties; see the performance docs page); ``"auto"``, the
+        small solver where it was measured faster (NumPy and torch on the CPU, M ≤ 3, stacks
+        of at least ``eigdiff._small.AUTO_MIN_BATCH`` matrices), the full one elsewhere.
+        Eigenvector signs, and bases inside tied eigenspaces, may differ between methods.
 
     Returns
     -------
@@ -90,7 +102,8 @@ def eigh(
     ValueError
         ``X`` has fewer than 2 dimensions, is not square, or holds NaN/Inf (not checked
         inside torch.compile or torch.func transforms); ``top_k`` outside [1, M];
-        unknown ``degeneracy``; negative, infinite or non-scalar ``eps``.
+        unknown ``degeneracy``; negative, infinite or non-scalar ``eps``; an unknown
+        ``method``, or ``"small"`` for M > 3.
     TypeError
         ``X`` is not a dense array (a list, ``np.matrix``, a masked or sparse array), or is
         integer, bool, float16, bfloat16 or complex; ``top_k`` is not an integer; ``eps``
@@ -111,9 +124,10 @@ def eigh(
     (2, 1)
     """
     if _checks.is_dask(X):
-        return _dask().eigh(X, top_k=top_k, eps=eps, degeneracy=degeneracy)  # type: ignore[no-any-return]
-    X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
-    return adapter.eigh(X, k, eps=eps, degeneracy=degeneracy, xp=xp, check_invariance=check_invariance)  # type: ignore[arg-type]
+        return _dask().eigh(X, top_k=top_k, eps=eps, degeneracy=degeneracy, method=method)  # type: ignore[no-any-return]
+    X, xp, adapter, k, eps, method = _prepare(X, top_k, eps, degeneracy, method)
+    options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance, "method": method}
+    return adapter.eigh(X, k, xp=xp, **options)  # type: ignore[no-any-return]
 
 
 def backward(
@@ -234,6 +248,7 @@ def vjp(
     eps: float | None = None,
     degeneracy: str = "mask",
     check_invariance: bool = False,
+    method: str = "auto",
 ) -> tuple[tuple[Array, Array], Callable[..., Array]]:
     """`eigh` with a pullback, for libraries without autograd (NumPy, CuPy), as ``jax.vjp``.
 
@@ -241,7 +256,7 @@ def vjp(
 
     Parameters
     ----------
-    X, top_k, eps, degeneracy
+    X, top_k, eps, degeneracy, method
         As in `eigh`.
     check_invariance : bool, keyword-only
         Have the pullback warn (`DegenerateGradientWarning`) when the incoming gradient is
@@ -271,10 +286,10 @@ def vjp(
            [0., 0., 1.]])
     """
     if _checks.is_dask(X):
-        options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance}
+        options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance, "method": method}
         return _dask().vjp(X, top_k=top_k, **options)  # type: ignore[no-any-return]
-    X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
-    lmd, Y = adapter.decompose(X, xp)
+    X, xp, adapter, k, eps, method = _prepare(X, top_k, eps, degeneracy, method)
+    lmd, Y = adapter.decompose(X, xp, method)
     outputs = _core.top(lmd, Y, k, xp, copy=True)  # the pullback keeps lmd and Y to itself
 
     def pullback(V: Array | None = None, g_lmd: Array | None = None) -> Array:
@@ -290,7 +305,13 @@ def vjp(
 
 
 def jvp(
-    X: Array, dX: Array, *, top_k: int | None = None, eps: float | None = None, degeneracy: str = "mask"
+    X: Array,
+    dX: Array,
+    *,
+    top_k: int | None = None,
+    eps: float | None = None,
+    degeneracy: str = "mask",
+    method: str = "auto",
 ) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     """Forward-mode derivative of `eigh`: the outputs and their tangents along ``dX``.
 
@@ -299,7 +320,7 @@ def jvp(
 
     Parameters
     ----------
-    X, top_k, eps, degeneracy
+    X, top_k, eps, degeneracy, method
         As in `eigh`.
     dX : array, shape (..., M, M)
         The tangent; same namespace, shape and dtype as ``X``.
@@ -326,10 +347,10 @@ def jvp(
     array([0., 1.])
     """
     if _checks.is_dask(X):
-        return _dask().jvp(X, dX, top_k=top_k, eps=eps, degeneracy=degeneracy)  # type: ignore[no-any-return]
-    X, xp, adapter, k, eps = _prepare(X, top_k, eps, degeneracy)
+        return _dask().jvp(X, dX, top_k=top_k, eps=eps, degeneracy=degeneracy, method=method)  # type: ignore[no-any-return]
+    X, xp, adapter, k, eps, method = _prepare(X, top_k, eps, degeneracy, method)
     dX = _check_like_X(dX, "dX", X, adapter, xp)
-    lmd, Y = adapter.decompose(X, xp)
+    lmd, Y = adapter.decompose(X, xp, method)
     with adapter.on_device(X):
         tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp)
     return _core.top(lmd, Y, k, xp, copy=True), tangents

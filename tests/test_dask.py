@@ -292,6 +292,24 @@ def test_bad_inputs_raise_at_call_time() -> None:
         eigdiff.matrix_function(X, "exp", p=2)
 
 
+def test_the_forward_method_reaches_every_chunk() -> None:
+    """``method="small"`` runs in each chunk (equal to the NumPy path's small solver); a bad
+    method raises at call time; "auto" is resolved per chunk, by the chunk's size."""
+    Xn = _stack(40, 3, seed=16)
+    X = da.from_array(Xn, chunks=(10, 3, 3))
+    lmd, Y = eigdiff.eigh(X, method="small")
+    lmd0, Y0 = eigdiff.eigh(Xn, method="small")
+    _close(lmd.compute(scheduler="sync"), lmd0)
+    _close(Y.compute(scheduler="sync"), Y0)
+    (_, Yv), pullback = eigdiff.vjp(X, top_k=1, method="small")
+    (_, dY) = eigdiff.jvp(X, X, method="small")[1]
+    assert Yv.shape == (40, 3, 1) and dY.shape == (40, 3, 3)
+    with pytest.raises(ValueError, match="method='small' solves M x M matrices"):
+        eigdiff.eigh(da.eye(4), method="small")
+    with pytest.raises(ValueError, match="method must be one of"):
+        eigdiff.vjp(X, method="fast")
+
+
 def test_bad_values_raise_when_their_chunk_is_computed() -> None:
     Xn = _stack(4, 3, seed=13)
     Xn[3, 0, 0] = np.nan

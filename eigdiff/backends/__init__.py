@@ -14,7 +14,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _checks, _core, _functions
+from eigdiff import _checks, _core, _functions, _small
 
 Array = Any
 
@@ -115,15 +115,33 @@ class ArrayAPIAdapter:
         """Whether the backward may form products in its temporaries' memory (no autograd here)."""
         return True
 
-    def decompose(self, X: Array, xp: ModuleType) -> tuple[Array, Array]:
-        """Full, non-differentiable (lmd ascending, Y) of ½(X + Xᵀ)."""
-        return _core.decompose(X, xp=xp)
+    #: The library's own eigensolver for ``method="full"`` (None: ``xp.linalg.eigh``).
+    native_solver: Any = None
+    #: The small solver's slice of the batch on the CPU, eager (see `eigdiff._small.eigh`;
+    #: measured by ``benchmarks/small_matrices.py --blocks``); None: the whole batch at once.
+    small_block: int | None = None
+
+    def decompose(self, X: Array, xp: ModuleType, method: str = "full") -> tuple[Array, Array]:
+        """Full, non-differentiable (lmd ascending, Y) of ½(X + Xᵀ), by a resolved ``method``:
+        "full" (the library's eigh) or "small" (eigdiff's, M ≤ 3; it reads ½(X + Xᵀ) itself)."""
+        if method != "small":
+            return _core.decompose(X, xp=xp, solver=self.native_solver)
+        on_cpu = getattr(getattr(X, "device", None), "type", "cpu") == "cpu"
+        return _small.eigh(X, xp, block=self.small_block if on_cpu and self.check_values(X) else None)
 
     def eigh(
-        self, X: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType, check_invariance: bool = False
+        self,
+        X: Array,
+        k: int,
+        *,
+        eps: float | None,
+        degeneracy: str,
+        xp: ModuleType,
+        check_invariance: bool = False,
+        method: str = "full",
     ) -> tuple[Array, Array]:
         """The top-k eigenpairs of ½(X + Xᵀ), differentiable where the library has autograd."""
-        lmd, Y = self.decompose(X, xp)
+        lmd, Y = self.decompose(X, xp, method)
         return _core.top(lmd, Y, k, xp, copy=k < lmd.shape[-1])
 
     def decompose_in_domain(self, X: Array, spec: Any, xp: ModuleType) -> tuple[Array, Array]:

@@ -17,7 +17,6 @@ except ImportError as exc:  # pragma: no cover - exercised only where CuPy is ab
         "for example `pip install cupy-cuda12x` (see https://docs.cupy.dev/en/stable/install.html)"
     ) from exc
 
-from eigdiff import _core
 from eigdiff.backends import ArrayAPIAdapter
 
 
@@ -29,9 +28,11 @@ class CuPyAdapter(ArrayAPIAdapter):
         # device; X.device (a cupy.cuda.Device) as a context makes it X's.
         return X.device
 
-    def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
+    native_solver = staticmethod(cupy.linalg.eigh)
+
+    def decompose(self, X: Any, xp: ModuleType, method: str = "full") -> tuple[Any, Any]:
         with self.on_device(X):
-            return _core.decompose(X, xp=xp, solver=cupy.linalg.eigh)
+            return super().decompose(X, xp, method)
 
 
 ADAPTER = CuPyAdapter()

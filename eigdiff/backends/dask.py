@@ -36,7 +36,7 @@ except ImportError as exc:  # only on a direct import: a dask array cannot arriv
     raise ImportError("eigdiff's Dask backend needs dask: pip install 'eigdiff[dask]'") from exc
 
 import eigdiff
-from eigdiff import _api, _checks, _functions
+from eigdiff import _api, _checks, _functions, _small
 from eigdiff.backends import adapter_for
 
 Array = Any
@@ -111,16 +111,16 @@ def _blockwise(func: Callable[..., Any], signature: str, arrays: list[Array], n_
     )
 
 
-def _decomposition(X: Array) -> tuple[Array, Array]:
+def _decomposition(X: Array, method: str = "auto") -> tuple[Array, Array]:
     """The lazy full decomposition (lmd (..., M), Y (..., M, M)) of a validated dask X."""
-    return _blockwise(_eigh_block, "(m,m)->(m),(m,m)", [X], 2, top_k=None)
+    return _blockwise(_eigh_block, "(m,m)->(m),(m,m)", [X], 2, top_k=None, method=method)
 
 
 # Block functions: module-level so that they pickle by reference for a distributed cluster.
 
 
-def _eigh_block(X: Array, *, top_k: int | None) -> tuple[Array, Array]:
-    return eigdiff.eigh(X, top_k=top_k)
+def _eigh_block(X: Array, *, top_k: int | None, method: str) -> tuple[Array, Array]:
+    return eigdiff.eigh(X, top_k=top_k, method=method)
 
 
 def _jvp_block(X: Array, dX: Array, **options: Any) -> tuple[Array, Array, Array, Array]:
@@ -158,10 +158,13 @@ def _frechet_block(lmd: Array, Y: Array, G: Array, *, spec: _functions.SpectralF
 # --------------------------------------------------------------------------- the public functions
 
 
-def _prepare(X: Array, top_k: object, eps: object, degeneracy: object) -> tuple[Array, int, int, float | None]:
+def _prepare(
+    X: Array, top_k: object, eps: object, degeneracy: object, method: object = "auto"
+) -> tuple[Array, int, int, float | None]:
     X = check_array(X, "X")
     M = check_matrix_chunks(X, "X")
     eps = _checks.check_options(eps, degeneracy)
+    _small.choose(method, X, M)  # a bad method raises now; "auto" is resolved per chunk, by its size
     return X, M, _checks.check_top_k(top_k, M), eps
 
 
@@ -173,12 +176,17 @@ def _top_signature(inputs: str, M: int, k: int, n_pairs: int) -> tuple[str, dict
 
 
 def eigh(
-    X: Array, *, top_k: int | None = None, eps: float | None = None, degeneracy: str = "mask", **_: Any
+    X: Array,
+    *,
+    top_k: int | None = None,
+    eps: float | None = None,
+    degeneracy: str = "mask",
+    method: str = "auto",
 ) -> tuple[Array, Array]:
     """`eigdiff.eigh` of a dask array: lazy (lmd, Y), chunked like X along the batch axes."""
-    X, M, k, _eps = _prepare(X, top_k, eps, degeneracy)
+    X, M, k, _eps = _prepare(X, top_k, eps, degeneracy, method)
     signature, sizes = _top_signature("(m,m)", M, k, 1)
-    return _blockwise(_eigh_block, signature, [X], 2, top_k=None if k == M else k, **sizes)
+    return _blockwise(_eigh_block, signature, [X], 2, top_k=None if k == M else k, method=method, **sizes)
 
 
 def vjp(
@@ -188,14 +196,15 @@ def vjp(
     eps: float | None = None,
     degeneracy: str = "mask",
     check_invariance: bool = False,
+    method: str = "auto",
 ) -> tuple[tuple[Array, Array], Callable[..., Array]]:
     """`eigdiff.vjp` of a dask array: lazy outputs, and a pullback that builds a lazy gradient.
 
     The outputs and the gradient share one lazy full decomposition: compute them together
     (``dask.compute(lmd, Y, dX)``) or ``persist`` the outputs, or each ``compute`` solves again.
     """
-    X, M, k, eps = _prepare(X, top_k, eps, degeneracy)
-    lmd, Y = _decomposition(X)
+    X, M, k, eps = _prepare(X, top_k, eps, degeneracy, method)
+    lmd, Y = _decomposition(X, method)
     outputs = (lmd, Y) if k == M else (lmd[..., M - k :], Y[..., M - k :])
     options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance}
 
@@ -256,13 +265,19 @@ def _tangent(dX: Array, X: Array, name: str) -> Array:
 
 
 def jvp(
-    X: Array, dX: Array, *, top_k: int | None = None, eps: float | None = None, degeneracy: str = "mask"
+    X: Array,
+    dX: Array,
+    *,
+    top_k: int | None = None,
+    eps: float | None = None,
+    degeneracy: str = "mask",
+    method: str = "auto",
 ) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     """`eigdiff.jvp` of dask arrays: lazy outputs and tangents from one task per chunk."""
-    X, M, k, eps = _prepare(X, top_k, eps, degeneracy)
+    X, M, k, eps = _prepare(X, top_k, eps, degeneracy, method)
     dX = _tangent(dX, X, "dX")
     signature, sizes = _top_signature("(m,m),(m,m)", M, k, 2)
-    options = {"top_k": top_k, "eps": eps, "degeneracy": degeneracy}
+    options = {"top_k": top_k, "eps": eps, "degeneracy": degeneracy, "method": method}
     lmd, Y, dlmd, dY = _blockwise(_jvp_block, signature, [X, dX], 4, **options, **sizes)
     return (lmd, Y), (dlmd, dY)
 
@@ -294,7 +309,7 @@ def matrix_function_vjp(
 ) -> tuple[Array, Callable[[Array], Array]]:
     """`eigdiff.matrix_function_vjp` of a dask array: F and the gradient share one lazy decomposition."""
     X, spec = _prepare_function(X, f, df, p, floor)
-    lmd, Y = _decomposition(X)
+    lmd, Y = _decomposition(X, "full")  # as the NumPy path's matrix functions
     F = _blockwise(_apply_block, "(m),(m,m)->(m,m)", [lmd, Y], 1, spec=spec)
 
     def pullback(G: Array) -> Array:

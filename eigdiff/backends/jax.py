@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only where JAX is abs
         "eigdiff's JAX backend needs JAX: pip install 'eigdiff[jax]' (CPU; see JAX's docs for GPUs)"
     ) from exc
 
-from eigdiff import _core, _functions
+from eigdiff import _core, _functions, _small
 from eigdiff.backends import ArrayAPIAdapter
 
 __all__ = ["eigh_full", "eigh_top", "matrix_function"]
@@ -36,33 +36,34 @@ __all__ = ["eigh_full", "eigh_top", "matrix_function"]
 _SOLVER = functools.partial(jnp.linalg.eigh, symmetrize_input=False)  # the core symmetrizes once
 
 
-def _decompose(X: Any) -> tuple[Any, Any]:
-    return _core.decompose(X, xp=jnp, solver=_SOLVER)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def eigh_full(X: Any, eps: float | None, degeneracy: str) -> tuple[Any, Any]:
-    """(lmd, Y) of ½(X + Xᵀ), X (..., M, M), with eigdiff's jvp rule (``eps``, ``degeneracy``)."""
-    return _decompose(X)
-
-
-@eigh_full.defjvp
-def _eigh_full_jvp(eps: float | None, degeneracy: str, primals: tuple, tangents: tuple) -> tuple:
-    (X,), (dX,) = primals, tangents
-    lmd, Y = eigh_full(X, eps, degeneracy)  # differentiable by this rule again
-    return (lmd, Y), _core.jvp_unchecked(lmd, Y, dX, Y.shape[-1], eps=eps, degeneracy=degeneracy, xp=jnp)
+def _decompose(X: Any, method: str = "full") -> tuple[Any, Any]:
+    return _small.eigh(X, jnp) if method == "small" else _core.decompose(X, xp=jnp, solver=_SOLVER)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def eigh_top(X: Any, k: int, eps: float | None, degeneracy: str) -> tuple[Any, Any]:
+def eigh_full(X: Any, eps: float | None, degeneracy: str, method: str = "full") -> tuple[Any, Any]:
+    """(lmd, Y) of ½(X + Xᵀ), X (..., M, M), with eigdiff's jvp rule (``eps``, ``degeneracy``);
+    ``method``: "full" (``jnp.linalg.eigh``) or "small" (M ≤ 3)."""
+    return _decompose(X, method)
+
+
+@eigh_full.defjvp
+def _eigh_full_jvp(eps: float | None, degeneracy: str, method: str, primals: tuple, tangents: tuple) -> tuple:
+    (X,), (dX,) = primals, tangents
+    lmd, Y = eigh_full(X, eps, degeneracy, method)  # differentiable by this rule again
+    return (lmd, Y), _core.jvp_unchecked(lmd, Y, dX, Y.shape[-1], eps=eps, degeneracy=degeneracy, xp=jnp)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def eigh_top(X: Any, k: int, eps: float | None, degeneracy: str, method: str = "full") -> tuple[Any, Any]:
     """The k largest eigenpairs, ascending: (..., k) and (..., M, k); the jvp costs O(M²k)."""
-    return _core.top(*_decompose(X), k, jnp)
+    return _core.top(*_decompose(X, method), k, jnp)
 
 
 @eigh_top.defjvp
-def _eigh_top_jvp(k: int, eps: float | None, degeneracy: str, primals: tuple, tangents: tuple) -> tuple:
+def _eigh_top_jvp(k: int, eps: float | None, degeneracy: str, method: str, primals: tuple, tangents: tuple) -> tuple:
     (X,), (dX,) = primals, tangents
-    lmd, Y = eigh_full(X, eps, degeneracy)
+    lmd, Y = eigh_full(X, eps, degeneracy, method)
     tangent = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=jnp)
     return _core.top(lmd, Y, k, jnp), tangent
 
@@ -114,11 +115,19 @@ class JaxAdapter(ArrayAPIAdapter):
     def may_overwrite(self, *arrays: Any) -> bool:
         return False  # JAX arrays are immutable
 
-    def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
-        return _decompose(X)
+    def decompose(self, X: Any, xp: ModuleType, method: str = "full") -> tuple[Any, Any]:
+        return _decompose(X, method)
 
     def eigh(
-        self, X: Any, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType, check_invariance: bool = False
+        self,
+        X: Any,
+        k: int,
+        *,
+        eps: float | None,
+        degeneracy: str,
+        xp: ModuleType,
+        check_invariance: bool = False,
+        method: str = "full",
     ) -> tuple[Any, Any]:
         if check_invariance:
             raise ValueError(
@@ -126,8 +135,8 @@ class JaxAdapter(ArrayAPIAdapter):
                 "pass it to eigdiff.vjp or eigdiff.backward (outside jit) instead"
             )
         if k == X.shape[-1]:
-            return eigh_full(X, eps, degeneracy)
-        return eigh_top(X, k, eps, degeneracy)
+            return eigh_full(X, eps, degeneracy, method)
+        return eigh_top(X, k, eps, degeneracy, method)
 
     def matrix_function(self, X: Any, spec: Any, xp: ModuleType) -> Any:
         return matrix_function(X, spec)  # checks f's domain where the eigenvalues are concrete

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Any
-
 import numpy as np
 
-from eigdiff import _core
 from eigdiff.backends import ArrayAPIAdapter
 
 
 class NumPyAdapter(ArrayAPIAdapter):
     name = "numpy"
-
-    def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
-        # np.linalg.eigh reads only one triangle; symmetrizing first keeps ½(X + Xᵀ) semantics.
-        # (It computes float32 input in float64 and rounds the results back.)
-        return _core.decompose(X, xp=xp, solver=np.linalg.eigh)
+    # np.linalg.eigh reads only one triangle; the core symmetrizes first, keeping ½(X + Xᵀ)
+    # semantics. (It computes float32 input in float64 and rounds the results back.)
+    native_solver = staticmethod(np.linalg.eigh)
+    small_block = 16384
 
 
 ADAPTER = NumPyAdapter()

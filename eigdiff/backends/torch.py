@@ -65,9 +65,14 @@ class EighFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        X: torch.Tensor, k: int, eps: float | None, degeneracy: str, check_invariance: bool = False
+        X: torch.Tensor,
+        k: int,
+        eps: float | None,
+        degeneracy: str,
+        check_invariance: bool = False,
+        method: str = "full",
     ) -> tuple[torch.Tensor, ...]:
-        lmd, Y = _core.decompose(X, xp=xp_torch)
+        lmd, Y = ArrayAPIAdapter.decompose(ADAPTER, X, xp_torch, method)  # already without grad here
         M = X.shape[-1]
         if k == M:
             return lmd, Y
@@ -75,7 +80,7 @@ class EighFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _, k, eps, degeneracy, check_invariance = inputs
+        _, k, eps, degeneracy, check_invariance = inputs[:5]
         lmd, Y = output[-2:]
         ctx.k, ctx.eps, ctx.degeneracy, ctx.check_invariance = k, eps, degeneracy, check_invariance
         ctx.save_for_backward(lmd, Y)
@@ -83,7 +88,7 @@ class EighFunction(torch.autograd.Function):
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None, None, None, None]:  # type: ignore[override]
         lmd, Y = ctx.saved_tensors
         k, M = ctx.k, Y.shape[-1]
         g_lmd, V = grads[0], grads[1]
@@ -92,7 +97,7 @@ class EighFunction(torch.autograd.Function):
             if grads[2] is not None or grads[3] is not None:
                 k = M
         if g_lmd is None and V is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         dX = _core.backward_unchecked(
             lmd,
             Y,
@@ -105,7 +110,7 @@ class EighFunction(torch.autograd.Function):
             overwrite=ADAPTER.may_overwrite(lmd, Y, V, g_lmd),
             xp=xp_torch,
         )
-        return dX, None, None, None, None
+        return dX, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx: Any, dX: torch.Tensor, *_: Any) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
@@ -257,6 +262,7 @@ def _differentiable(X: torch.Tensor) -> bool:
 
 
 class TorchAdapter(ArrayAPIAdapter):
+    small_block = 65536
     name = "torch"
 
     def namespace(self, X: Any) -> ModuleType:
@@ -273,21 +279,29 @@ class TorchAdapter(ArrayAPIAdapter):
             return False
         return not (torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in arrays))
 
-    def decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
+    def decompose(self, X: Any, xp: ModuleType, method: str = "full") -> tuple[Any, Any]:
         with torch.no_grad():
-            return _core.decompose(X, xp=xp)
+            return super().decompose(X, xp, method)
 
     def eigh(
-        self, X: Any, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType, check_invariance: bool = False
+        self,
+        X: Any,
+        k: int,
+        *,
+        eps: float | None,
+        degeneracy: str,
+        xp: ModuleType,
+        check_invariance: bool = False,
+        method: str = "full",
     ) -> tuple[Any, Any]:
         if torch.compiler.is_compiling():
-            out = CompilableEighFunction.apply(X, k, eps, degeneracy, check_invariance)
+            out = CompilableEighFunction.apply(X, k, eps, degeneracy, check_invariance, method)
             return out[0], out[1]
         if not _differentiable(X):  # no graph to build: skip the Function's per-call overhead
-            lmd, Y = self.decompose(X, xp)
+            lmd, Y = self.decompose(X, xp, method)
             return _core.top(lmd, Y, k, xp, copy=k < X.shape[-1])
         _refuse_nested_forward_mode()
-        out = EighFunction.apply(X, k, eps, degeneracy, check_invariance)
+        out = EighFunction.apply(X, k, eps, degeneracy, check_invariance, method)
         return out[0], out[1]
 
     def matrix_function(self, X: Any, spec: Any, xp: ModuleType) -> Any:
