@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=32, help="matrix size M (default: 32)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     p.add_argument("--top-k", type=int, default=None, help="differentiate only the top k eigenvectors")
+    p.add_argument(
+        "--method",
+        default="auto",
+        choices=["auto", "full", "small"],
+        help="eigdiff's forward eigensolver: torch's eigh (full), the batched solver for M <= 3 (small), "
+        "or the measured choice (auto, the default)",
+    )
     p.add_argument("--iters", type=int, default=1000, help="calls per method (default: 1000)")
     p.add_argument("--quick", action="store_true", help="a short run: 50 calls per method (sweep: fewer sizes)")
     p.add_argument(
@@ -99,7 +106,11 @@ def _titles(payload: dict) -> tuple[str, str]:
     if "rows" in payload:
         return "", f"eigdiff vs torch eigh, {payload['dtype']}, {where}"
     k = "" if payload.get("top_k") is None else f", top-{payload['top_k']}"
-    workload = f"B={payload['batch']}, M={payload['size']}, {payload['dtype']}{k}, {payload['iters']} calls on {where}"
+    method = payload.get("method", "auto")
+    solver = "" if method == "auto" else f", method={method}"
+    workload = (
+        f"B={payload['batch']}, M={payload['size']}, {payload['dtype']}{k}{solver}, {payload['iters']} calls on {where}"
+    )
     return f"Differentiable eigendecomposition: forward and backward\n{workload}", ""
 
 
@@ -139,6 +150,8 @@ def profile(args: argparse.Namespace) -> int:
     for name, value in (("--batch", batch), ("--size", args.size), ("--iters", args.iters)):
         if value < 1:
             raise SystemExit(f"eigdiff profile: {name} must be at least 1, got {value}")
+    if args.method == "small" and args.size > 3:
+        raise SystemExit(f"eigdiff profile: --method small solves M <= 3, got --size {args.size}")
     if args.top_k is not None and not 1 <= args.top_k <= args.size:
         raise SystemExit(f"eigdiff profile: --top-k must be in [1, --size] = [1, {args.size}], got {args.top_k}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -174,6 +187,7 @@ def profile(args: argparse.Namespace) -> int:
             iters=iters,
             methods=methods,
             show_progress=not args.no_progress,
+            solver=args.method,
         )
         payload = {
             "machine": machine,
@@ -181,6 +195,7 @@ def profile(args: argparse.Namespace) -> int:
             "size": args.size,
             "dtype": args.dtype,
             "top_k": args.top_k,
+            "method": args.method,
             "device": args.device,
             "iters": iters,
             "results": [r.__dict__ for r in results],

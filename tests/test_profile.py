@@ -98,6 +98,7 @@ def test_profile_sweep_runs(tmp_path) -> None:
         (["--top-k", "40"], "--top-k must be in"),
         (["--methods", "v1,v9"], "--methods takes"),
         (["--device", "cuda"], "no CUDA device"),
+        (["--method", "small", "--size", "4"], "--method small solves M <= 3"),
     ],
 )
 def test_profile_argument_errors(argv: list[str], message: str) -> None:
@@ -124,6 +125,17 @@ def test_methods_without_forward_get_it_and_a_legend(capsys) -> None:
     assert rows[:3] == ["forward", "eigdiff", "native"]  # forward added, the table's order kept
     assert "rows after 'forward' are backward times" in printed
     assert "torch's own eigh autograd" in printed
+
+
+def test_profile_runs_the_small_solver(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--method small`` reaches eigdiff's forward and the graph its backward runs on."""
+    seen = []
+    original = eigdiff.eigh
+    monkeypatch.setattr(eigdiff, "eigh", lambda X, **kw: seen.append(kw["method"]) or original(X, **kw))
+    argv = ["profile", "--batch", "3", "--size", "3", "--iters", "4", "--no-progress", "--method", "small"]
+    assert main([*argv, "--methods", "eigdiff"]) == 0
+    assert seen and set(seen) == {"small"}
+    assert "method=small" in capsys.readouterr().out
 
 
 def test_help_explains_the_methods() -> None:

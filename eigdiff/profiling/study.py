@@ -55,11 +55,12 @@ def native_eigh(X: torch.Tensor, top_k: int | None) -> tuple[torch.Tensor, torch
     return lmd[..., -k:], Y[..., -k:]
 
 
-def backward_call(method: str, X: torch.Tensor, top_k: int | None) -> Callable[[], Any]:
-    """A closure running one backward of ``method`` (dL/dX from dL/dY = V) on a graph built once."""
+def backward_call(method: str, X: torch.Tensor, top_k: int | None, solver: str = "auto") -> Callable[[], Any]:
+    """A closure running one backward of ``method`` (dL/dX from dL/dY = V) on a graph built once;
+    ``solver`` is eigdiff's forward method ("auto", "full", "small")."""
     Xg = X.detach().requires_grad_()
     if method == "eigdiff":
-        Y = eigdiff.eigh(Xg, top_k=top_k)[1]
+        Y = eigdiff.eigh(Xg, top_k=top_k, method=solver)[1]
     elif method == "native":
         Y = native_eigh(Xg, top_k)[1]
     else:
@@ -68,12 +69,12 @@ def backward_call(method: str, X: torch.Tensor, top_k: int | None) -> Callable[[
     return lambda: torch.autograd.grad(Y, Xg, V, retain_graph=True)
 
 
-def forward_call(method: str, X: torch.Tensor, top_k: int | None) -> Callable[[], Any]:
-    """A closure running one forward (no graph) of eigdiff or of the native route."""
+def forward_call(method: str, X: torch.Tensor, top_k: int | None, solver: str = "auto") -> Callable[[], Any]:
+    """A closure running one forward (no graph) of eigdiff (by its ``solver`` method) or of the native route."""
     X = X.detach()
     if method == "native":
         return lambda: native_eigh(X, top_k)
-    return lambda: eigdiff.eigh(X, top_k=top_k)
+    return lambda: eigdiff.eigh(X, top_k=top_k, method=solver)
 
 
 def time_interleaved(
@@ -175,11 +176,16 @@ def run_study(
     methods: Iterable[str] = STUDY_METHODS,
     rounds: int = 10,
     show_progress: bool = True,
+    solver: str = "auto",
 ) -> list[Result]:
-    """The tutorial's comparison at one workload; the first result is eigdiff's forward."""
+    """The tutorial's comparison at one workload; the first result is eigdiff's forward (by its
+    ``solver`` method: "auto", "full" or "small")."""
     dev = torch.device(device)
     X = make_input(batch, size, dtype, dev)
-    calls = {m: (forward_call("eigdiff", X, top_k) if m == "forward" else backward_call(m, X, top_k)) for m in methods}
+    calls = {
+        m: (forward_call("eigdiff", X, top_k, solver) if m == "forward" else backward_call(m, X, top_k, solver))
+        for m in methods
+    }
     rounds = max(1, min(rounds, iters))
     progress = None
     if show_progress:

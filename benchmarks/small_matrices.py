@@ -1,0 +1,173 @@
+"""Millions of tiny matrices: eigdiff's small solver (``method="small"``) against LAPACK's eigh.
+
+For (B, M, M) stacks of random symmetric matrices, M = 2 and 3, float32 and float64, side by side
+in one run (interleaved rounds, median per call):
+
+- NumPy: ``eigdiff.eigh(X, method="small")`` against ``np.linalg.eigh``, and the forward's peak
+  memory (``tracemalloc``) as a multiple of the input's size;
+- torch (CPU): the forward against ``torch.linalg.eigh``, and forward + backward of
+  L = Σ W ∘ Y∘Y + Σ λ through ``eigdiff.eigh(X, method="small")`` against torch's native eigh
+  autograd.
+
+``--crossover`` instead times small stacks (B = 1 to 4096) to find from which batch the small
+solver wins: the numbers behind ``eigdiff._small.AUTO_MIN_BATCH``.
+
+    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--crossover] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import eigdiff
+
+
+def _median_times(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median seconds per call of each function, in interleaved rounds (after one warm-up each)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _stack(B: int, M: int, dtype: str, seed: int = 0) -> np.ndarray:
+    A = np.random.default_rng(seed).standard_normal((B, M, M))
+    return ((A + np.swapaxes(A, -1, -2)) / 2).astype(dtype)
+
+
+def numpy_row(B: int, M: int, dtype: str, rounds: int) -> dict[str, Any]:
+    X = _stack(B, M, dtype)
+    t = _median_times({"small": lambda: eigdiff.eigh(X, method="small"), "lapack": lambda: np.linalg.eigh(X)}, rounds)
+    tracemalloc.start()
+    eigdiff.eigh(X, method="small")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {
+        "library": "numpy",
+        "B": B,
+        "M": M,
+        "dtype": dtype,
+        "forward_small_s": t["small"],
+        "forward_lapack_s": t["lapack"],
+        "forward_speedup": t["lapack"] / t["small"],
+        "forward_peak_over_input": peak / X.nbytes,
+    }
+
+
+def torch_row(B: int, M: int, dtype: str, rounds: int) -> dict[str, Any]:
+    import torch
+
+    X = torch.from_numpy(_stack(B, M, dtype))
+    W = torch.randn(X.shape, dtype=X.dtype)
+
+    def step(eigh: Callable[[Any], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            Xg = X.detach().requires_grad_()
+            lmd, Y = eigh(Xg)
+            return torch.autograd.grad((W * Y * Y).sum() + lmd.sum(), Xg)
+
+        return run
+
+    t = _median_times(
+        {
+            "forward_small": lambda: eigdiff.eigh(X, method="small"),
+            "forward_native": lambda: torch.linalg.eigh(X),
+            "step_small": step(lambda A: eigdiff.eigh(A, method="small")),
+            "step_native": step(torch.linalg.eigh),
+        },
+        rounds,
+    )
+    return {
+        "library": "torch",
+        "B": B,
+        "M": M,
+        "dtype": dtype,
+        "forward_small_s": t["forward_small"],
+        "forward_native_s": t["forward_native"],
+        "forward_speedup": t["forward_native"] / t["forward_small"],
+        "step_small_s": t["step_small"],
+        "step_native_s": t["step_native"],
+        "step_speedup": t["step_native"] / t["step_small"],
+    }
+
+
+def crossover(rounds: int) -> list[dict[str, Any]]:
+    import torch
+
+    rows = []
+    for B in (1, 4, 16, 64, 256, 1024, 4096):
+        for M in (2, 3):
+            X = _stack(B, M, "float64")
+            T = torch.from_numpy(X)
+            t = _median_times(
+                {
+                    "numpy_small": lambda X=X: eigdiff.eigh(X, method="small"),
+                    "numpy_full": lambda X=X: eigdiff.eigh(X, method="full"),
+                    "torch_small": lambda T=T: eigdiff.eigh(T, method="small"),
+                    "torch_full": lambda T=T: eigdiff.eigh(T, method="full"),
+                },
+                rounds,
+            )
+            row = {"B": B, "M": M, **{k: v * 1e6 for k, v in t.items()}}
+            rows.append(row)
+            print(
+                f"B={B:>5} M={M}: numpy small {row['numpy_small']:8.1f} us, full {row['numpy_full']:8.1f} us; "
+                f"torch small {row['torch_small']:8.1f} us, full {row['torch_full']:8.1f} us",
+                flush=True,
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=lambda s: int(s.replace("_", "")), default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--crossover", action="store_true", help="small stacks: where the small solver starts to win")
+    parser.add_argument("--no-torch", action="store_true", help="NumPy only")
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args(argv)
+    if args.crossover:
+        rows = crossover(max(args.rounds, 21))
+    else:
+        rows = []
+        for M in (3, 2):
+            for dtype in ("float32", "float64"):
+                row = numpy_row(args.batch, M, dtype, args.rounds)
+                rows.append(row)
+                print(
+                    f"numpy ({args.batch:,}, {M}, {M}) {dtype}: small {row['forward_small_s'] * 1e3:7.1f} ms, "
+                    f"np.linalg.eigh {row['forward_lapack_s'] * 1e3:7.1f} ms: {row['forward_speedup']:.2f}x; "
+                    f"forward peak {row['forward_peak_over_input']:.1f}x the input",
+                    flush=True,
+                )
+                if not args.no_torch:
+                    row = torch_row(args.batch, M, dtype, args.rounds)
+                    rows.append(row)
+                    print(
+                        f"torch ({args.batch:,}, {M}, {M}) {dtype}: forward {row['forward_small_s'] * 1e3:7.1f} ms vs "
+                        f"{row['forward_native_s'] * 1e3:7.1f} ms: {row['forward_speedup']:.2f}x; forward+backward "
+                        f"{row['step_small_s'] * 1e3:7.1f} ms vs {row['step_native_s'] * 1e3:7.1f} ms: "
+                        f"{row['step_speedup']:.2f}x",
+                        flush=True,
+                    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
