@@ -4,6 +4,8 @@ For each (B, M) in {(5, 32), (1000, 32), (64, 128), (8, 512)} x {float32, float6
 torch's native eigh are timed side by side in one run (interleaved rounds, median per call):
 backward of the full eigenvectors, forward + backward, and peak memory of the backward; plus
 the top-k backward at (B, M, k) = (8, 512, 8). Ratios are eigdiff / native (< 1: eigdiff faster).
+The "GEMM floor" is the time of the backward's three matrix products alone (Yᵀ V, Y C, and the
+product with Y_kᵀ, on the same shapes): each backward is also reported as a multiple of it.
 
     python benchmarks/targets.py [--rounds 15] [--json results.json]
 """
@@ -39,6 +41,15 @@ def _fwd_bwd(method: str, X: torch.Tensor, top_k: int | None):
     return call
 
 
+def _gemm_floor(X: torch.Tensor, top_k: int | None):
+    """The backward's three matrix products alone: P = Yᵀ V, then (Y P) Y_kᵀ."""
+    _, Y = torch.linalg.eigh(X)
+    k = top_k or X.shape[-1]
+    Y_k = Y[..., -k:]
+    V = torch.ones(X.shape[:-1] + (k,), dtype=X.dtype)
+    return lambda: (Y @ (Y.mT @ V)) @ Y_k.mT
+
+
 def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) -> dict:
     X = study.make_input(B, M, dtype, "cpu")
     calls = {
@@ -46,6 +57,7 @@ def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) 
         "bwd native": study.backward_call("native", X, top_k),
         "fwd+bwd eigdiff": _fwd_bwd("eigdiff", X, top_k),
         "fwd+bwd native": _fwd_bwd("native", X, top_k),
+        "gemm floor": _gemm_floor(X, top_k),
     }
     start = time.perf_counter()
     calls["fwd+bwd native"]()
@@ -64,6 +76,8 @@ def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) 
         "bwd_ratio": med["bwd eigdiff"] / med["bwd native"],
         "total_ratio": med["fwd+bwd eigdiff"] / med["fwd+bwd native"],
         "mem_ratio": mem["bwd eigdiff"] / mem["bwd native"],
+        "eigdiff_over_floor": med["bwd eigdiff"] / med["gemm floor"],
+        "native_over_floor": med["bwd native"] / med["gemm floor"],
     }
 
 
@@ -79,14 +93,16 @@ def main() -> None:
         f"Machine: {machine.get('cpu', machine['processor'])}, torch {machine['torch']}, {machine['threads']} threads\n"
     )
     print(
-        "| B | M | k | dtype | bwd eigdiff ms | bwd native ms | bwd ratio | fwd+bwd ratio | bwd peak MiB (eigdiff / native) |"
+        "| B | M | k | dtype | bwd eigdiff ms | bwd native ms | bwd ratio | fwd+bwd ratio "
+        "| GEMM floor ms | bwd / floor (eigdiff, native) | bwd peak MiB (eigdiff / native) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m, p = r["median_ms"], r["peak_bytes"]
         print(
             f"| {r['B']} | {r['M']} | {r['top_k'] or 'all'} | {r['dtype']} | {m['bwd eigdiff']:.3f} | "
-            f"{m['bwd native']:.3f} | {r['bwd_ratio']:.2f} | {r['total_ratio']:.2f} | "
+            f"{m['bwd native']:.3f} | {r['bwd_ratio']:.2f} | {r['total_ratio']:.2f} | {m['gemm floor']:.3f} | "
+            f"{r['eigdiff_over_floor']:.2f}, {r['native_over_floor']:.2f} | "
             f"{p['bwd eigdiff'] / 2**20:.2f} / {p['bwd native'] / 2**20:.2f} |"
         )
     if args.json:
