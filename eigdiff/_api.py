@@ -388,10 +388,12 @@ def _spectral_function(f: object, df: object, p: object, floor: object) -> _func
     return spec
 
 
-def _prepare_function(X: Array, f: object, df: object, p: object, floor: object) -> tuple[Any, Any, Any, Any]:
+def _prepare_function(
+    X: Array, f: object, df: object, p: object, floor: object, method: object
+) -> tuple[Any, Any, Any, Any, str]:
     X, adapter, xp = _accept(X)
-    _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
-    return X, xp, adapter, _spectral_function(f, df, p, floor)
+    M = _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
+    return X, xp, adapter, _spectral_function(f, df, p, floor), _small.choose(method, X, M)
 
 
 def _check_like_X(S: Array, name: str, X: Array, adapter: Any, xp: ModuleType) -> Array:
@@ -412,6 +414,7 @@ def matrix_function(
     *,
     p: float | None = None,
     floor: float | None = None,
+    method: str = "auto",
 ) -> Array:
     """f(X) = Y f(Λ) Yᵀ of the symmetric part of X, with the exact (Daleckii–Krein) derivative.
 
@@ -437,6 +440,9 @@ def matrix_function(
         Clamp the eigenvalues at ``floor`` before applying f (its derivative is 0 below it), for
         matrices that are positive semidefinite up to rounding. Without it, eigenvalues outside
         f's domain raise.
+    method : {"auto", "full", "small"}, keyword-only
+        The eigensolver, as in `eigh` (``"small"``: stacks of 2×2 and 3×3 matrices, e.g. the
+        logarithms of diffusion tensors); the derivative is the same for all.
 
     Returns
     -------
@@ -466,9 +472,9 @@ def matrix_function(
            [0.    , 0.7616]])
     """
     if _checks.is_dask(X):
-        return _dask().matrix_function(X, f, df, p=p, floor=floor)
-    X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
-    return adapter.matrix_function(X, spec, xp)
+        return _dask().matrix_function(X, f, df, p=p, floor=floor, method=method)
+    X, xp, adapter, spec, method = _prepare_function(X, f, df, p, floor, method)
+    return adapter.matrix_function(X, spec, xp, method)
 
 
 def matrix_function_vjp(
@@ -478,6 +484,7 @@ def matrix_function_vjp(
     *,
     p: float | None = None,
     floor: float | None = None,
+    method: str = "auto",
 ) -> tuple[Array, Callable[[Array], Array]]:
     """`matrix_function` with a pullback, for libraries without autograd (NumPy, CuPy).
 
@@ -495,9 +502,9 @@ def matrix_function_vjp(
            [1., 1.]])
     """
     if _checks.is_dask(X):
-        return _dask().matrix_function_vjp(X, f, df, p=p, floor=floor)  # type: ignore[no-any-return]
-    X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
-    lmd, Y = adapter.decompose_in_domain(X, spec, xp)
+        return _dask().matrix_function_vjp(X, f, df, p=p, floor=floor, method=method)  # type: ignore[no-any-return]
+    X, xp, adapter, spec, method = _prepare_function(X, f, df, p, floor, method)
+    lmd, Y = adapter.decompose_in_domain(X, spec, xp, method)
     with adapter.on_device(X):
         F = _functions.apply(lmd, Y, spec, xp)
 
@@ -517,6 +524,7 @@ def matrix_function_jvp(
     *,
     p: float | None = None,
     floor: float | None = None,
+    method: str = "auto",
 ) -> tuple[Array, Array]:
     """`matrix_function` and its Fréchet derivative along ``dX``: (F, Df(X)[½(dX + dXᵀ)]).
 
@@ -532,15 +540,15 @@ def matrix_function_jvp(
            [1., 0.]])
     """
     if _checks.is_dask(X):
-        return _dask().matrix_function_jvp(X, dX, f, df, p=p, floor=floor)  # type: ignore[no-any-return]
-    X, xp, adapter, spec = _prepare_function(X, f, df, p, floor)
+        return _dask().matrix_function_jvp(X, dX, f, df, p=p, floor=floor, method=method)  # type: ignore[no-any-return]
+    X, xp, adapter, spec, method = _prepare_function(X, f, df, p, floor, method)
     dX = _check_like_X(dX, "dX", X, adapter, xp)
-    lmd, Y = adapter.decompose_in_domain(X, spec, xp)
+    lmd, Y = adapter.decompose_in_domain(X, spec, xp, method)
     with adapter.on_device(X):
         return _functions.apply(lmd, Y, spec, xp), _functions.frechet(lmd, Y, dX, spec, xp)
 
 
-def sqrtm(X: Array, *, floor: float | None = None) -> Array:
+def sqrtm(X: Array, *, floor: float | None = None, method: str = "auto") -> Array:
     """The principal square root of a positive semidefinite X: ``matrix_function(X, "sqrt")``.
 
     Raises ValueError for a negative eigenvalue unless ``floor`` (≥ 0) clamps it. At a zero
@@ -551,10 +559,10 @@ def sqrtm(X: Array, *, floor: float | None = None) -> Array:
     >>> np.allclose(S @ S, [[2.0, 1.0], [1.0, 2.0]])
     True
     """
-    return matrix_function(X, "sqrt", floor=floor)
+    return matrix_function(X, "sqrt", floor=floor, method=method)
 
 
-def inv_sqrtm(X: Array, *, floor: float | None = None) -> Array:
+def inv_sqrtm(X: Array, *, floor: float | None = None, method: str = "auto") -> Array:
     """X^{-1/2} of a positive definite X (whitening): ``matrix_function(X, "inv_sqrt")``.
 
     Raises ValueError for a non-positive eigenvalue unless ``floor`` (> 0) clamps it.
@@ -564,10 +572,10 @@ def inv_sqrtm(X: Array, *, floor: float | None = None) -> Array:
     array([[0.5, 0. ],
            [0. , 2. ]])
     """
-    return matrix_function(X, "inv_sqrt", floor=floor)
+    return matrix_function(X, "inv_sqrt", floor=floor, method=method)
 
 
-def logm(X: Array, *, floor: float | None = None) -> Array:
+def logm(X: Array, *, floor: float | None = None, method: str = "auto") -> Array:
     """The principal logarithm of a positive definite X: ``matrix_function(X, "log")``.
 
     Raises ValueError for a non-positive eigenvalue unless ``floor`` (> 0) clamps it.
@@ -577,10 +585,10 @@ def logm(X: Array, *, floor: float | None = None) -> Array:
     array([[0., 0.],
            [0., 1.]])
     """
-    return matrix_function(X, "log", floor=floor)
+    return matrix_function(X, "log", floor=floor, method=method)
 
 
-def expm(X: Array) -> Array:
+def expm(X: Array, *, method: str = "auto") -> Array:
     """The exponential of a symmetric X: ``matrix_function(X, "exp")``.
 
     >>> import numpy as np, eigdiff
@@ -588,10 +596,10 @@ def expm(X: Array) -> Array:
     array([[1., 0.],
            [0., 1.]])
     """
-    return matrix_function(X, "exp")
+    return matrix_function(X, "exp", method=method)
 
 
-def powm(X: Array, p: float, *, floor: float | None = None) -> Array:
+def powm(X: Array, p: float, *, floor: float | None = None, method: str = "auto") -> Array:
     """X^p: ``matrix_function(X, "power", p=p)``.
 
     Integer p: any symmetric X (non-singular for p < 0). Other p: positive semidefinite X
@@ -602,4 +610,4 @@ def powm(X: Array, p: float, *, floor: float | None = None) -> Array:
     array([[-8.,  0.],
            [ 0., 27.]])
     """
-    return matrix_function(X, "power", p=p, floor=floor)
+    return matrix_function(X, "power", p=p, floor=floor, method=method)

@@ -208,6 +208,36 @@ def test_vjp_and_jvp_equal_the_full_methods(grad_backend: Backend, M: int, degen
         np.testing.assert_allclose(small, full, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("M", [2, 3])
+def test_matrix_functions_through_the_small_solver(grad_backend: Backend, M: int) -> None:
+    """f(X), its pullback and its jvp are basis-independent, so both methods agree to rounding;
+    ties included (every fourth matrix has λ₁ = λ₂, where the divided difference is f′)."""
+    rng = np.random.default_rng(20 + M)
+    X = hard_cases("random", M, "float64", seed=21, B=40)
+    X[::4] = hard_cases("exact_pair_low", M, "float64", seed=22, B=10)
+    S = X @ np.swapaxes(X, -1, -2) + 0.5 * np.eye(M)  # positive definite, ties kept
+    G = rng.standard_normal(S.shape)
+    out = {}
+    for method in ("full", "small"):
+        Sb, Gb = grad_backend.asarray(S), grad_backend.asarray(G)
+        F, pullback = eigdiff.matrix_function_vjp(Sb, "log", method=method)
+        _, dF = eigdiff.matrix_function_jvp(Sb, Gb, "sqrt", method=method)
+        out[method] = [grad_backend.to_numpy(a) for a in (F, pullback(Gb), dF, eigdiff.expm(Sb / 4, method=method))]
+    for full, small in zip(out["full"], out["small"]):
+        np.testing.assert_allclose(small, full, rtol=1e-11, atol=1e-11)
+
+
+def test_torch_matrix_function_autograd_through_the_small_solver() -> None:
+    torch = pytest.importorskip("torch")
+    A = torch.from_numpy(hard_cases("random", 3, "float64", seed=23, B=6))
+    S = (A @ A.mT + torch.eye(3, dtype=torch.float64)).requires_grad_()
+    W = torch.randn(6, 3, 3, dtype=torch.float64)
+    grads = [torch.autograd.grad((W * eigdiff.logm(S, method=m)).sum(), S)[0] for m in ("full", "small")]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="method='small' solves"):
+        eigdiff.sqrtm(torch.eye(4, dtype=torch.float64), method="small")
+
+
 def test_gradient_against_finite_differences() -> None:
     X = hard_cases("random", 3, "float64", seed=6, B=4)
     W = np.random.default_rng(7).standard_normal((4, 3, 3))

@@ -144,17 +144,17 @@ class ArrayAPIAdapter:
         lmd, Y = self.decompose(X, xp, method)
         return _core.top(lmd, Y, k, xp, copy=k < lmd.shape[-1])
 
-    def decompose_in_domain(self, X: Array, spec: Any, xp: ModuleType) -> tuple[Array, Array]:
+    def decompose_in_domain(self, X: Array, spec: Any, xp: ModuleType, method: str = "full") -> tuple[Array, Array]:
         """`decompose`, then a ValueError if the eigenvalues leave ``spec``'s domain (where
         values may be read)."""
-        lmd, Y = self.decompose(X, xp)
+        lmd, Y = self.decompose(X, xp, method)
         if self.check_values(X):
             _functions.check_domain(lmd, spec, xp)
         return lmd, Y
 
-    def matrix_function(self, X: Array, spec: Any, xp: ModuleType) -> Array:
+    def matrix_function(self, X: Array, spec: Any, xp: ModuleType, method: str = "full") -> Array:
         """Y f(Λ) Yᵀ, differentiable where the library has autograd; checks f's domain."""
-        lmd, Y = self.decompose_in_domain(X, spec, xp)
+        lmd, Y = self.decompose_in_domain(X, spec, xp, method)
         with self.on_device(X):
             return _functions.apply(lmd, Y, spec, xp)
 

@@ -285,31 +285,38 @@ def jvp(
 # --------------------------------------------------------------------------- matrix functions
 
 
-def _prepare_function(X: Array, f: object, df: object, p: object, floor: object) -> tuple[Array, Any]:
+def _prepare_function(
+    X: Array, f: object, df: object, p: object, floor: object, method: object = "auto"
+) -> tuple[Array, Any]:
     X = check_array(X, "X")
-    check_matrix_chunks(X, "X")
+    _small.choose(method, X, check_matrix_chunks(X, "X"))  # a bad method raises now
     return X, _api._spectral_function(f, df, p, floor)
 
 
-def matrix_function(X: Array, f: Any, df: Any = None, *, p: Any = None, floor: Any = None) -> Array:
+def matrix_function(
+    X: Array, f: Any, df: Any = None, *, p: Any = None, floor: Any = None, method: str = "auto"
+) -> Array:
     """`eigdiff.matrix_function` of a dask array, lazily."""
-    X, _spec = _prepare_function(X, f, df, p, floor)
-    return _blockwise(_function_block, "(m,m)->(m,m)", [X], 1, f=f, df=df, p=p, floor=floor)
+    X, _spec = _prepare_function(X, f, df, p, floor, method)
+    return _blockwise(_function_block, "(m,m)->(m,m)", [X], 1, f=f, df=df, p=p, floor=floor, method=method)
 
 
-def matrix_function_jvp(X: Array, dX: Array, f: Any, df: Any = None, *, p: Any = None, floor: Any = None) -> Any:
+def matrix_function_jvp(
+    X: Array, dX: Array, f: Any, df: Any = None, *, p: Any = None, floor: Any = None, method: str = "auto"
+) -> Any:
     """`eigdiff.matrix_function_jvp` of dask arrays: lazy (F, dF) from one task per chunk."""
-    X, _spec = _prepare_function(X, f, df, p, floor)
+    X, _spec = _prepare_function(X, f, df, p, floor, method)
     dX = _tangent(dX, X, "dX")
-    return _blockwise(_function_block, "(m,m),(m,m)->(m,m),(m,m)", [X, dX], 2, f=f, df=df, p=p, floor=floor)
+    options = {"f": f, "df": df, "p": p, "floor": floor, "method": method}
+    return _blockwise(_function_block, "(m,m),(m,m)->(m,m),(m,m)", [X, dX], 2, **options)
 
 
 def matrix_function_vjp(
-    X: Array, f: Any, df: Any = None, *, p: Any = None, floor: Any = None
+    X: Array, f: Any, df: Any = None, *, p: Any = None, floor: Any = None, method: str = "auto"
 ) -> tuple[Array, Callable[[Array], Array]]:
     """`eigdiff.matrix_function_vjp` of a dask array: F and the gradient share one lazy decomposition."""
-    X, spec = _prepare_function(X, f, df, p, floor)
-    lmd, Y = _decomposition(X, "full")  # as the NumPy path's matrix functions
+    X, spec = _prepare_function(X, f, df, p, floor, method)
+    lmd, Y = _decomposition(X, method)
     F = _blockwise(_apply_block, "(m),(m,m)->(m,m)", [lmd, Y], 1, spec=spec)
 
     def pullback(G: Array) -> Array:

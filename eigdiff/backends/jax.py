@@ -73,23 +73,23 @@ def _in_domain(lmd: Any, spec: Any) -> None:
         _functions.check_domain(lmd, spec, jnp)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def matrix_function(X: Any, spec: Any) -> Any:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def matrix_function(X: Any, spec: Any, method: str = "full") -> Any:
     """Y f(Λ) Yᵀ for a `eigdiff._functions.SpectralFunction`, with the Daleckii–Krein jvp.
 
     First derivatives are exact at ties. Higher ones differentiate that rule through
     `eigh_full`, i.e. through the (Λ, Y) chain with its gap mask: exact on separated spectra,
     not inside a tied cluster (torch's `MatrixFunction` has the exact second-order rule).
     """
-    lmd, Y = _decompose(X)
+    lmd, Y = _decompose(X, method)
     _in_domain(lmd, spec)
     return _functions.apply(lmd, Y, spec, jnp)
 
 
 @matrix_function.defjvp
-def _matrix_function_jvp(spec: Any, primals: tuple, tangents: tuple) -> tuple:
+def _matrix_function_jvp(spec: Any, method: str, primals: tuple, tangents: tuple) -> tuple:
     (X,), (dX,) = primals, tangents
-    lmd, Y = eigh_full(X, None, "mask")
+    lmd, Y = eigh_full(X, None, "mask", method)
     _in_domain(lmd, spec)
     return _functions.apply(lmd, Y, spec, jnp), _functions.frechet(lmd, Y, dX, spec, jnp)
 
@@ -138,8 +138,8 @@ class JaxAdapter(ArrayAPIAdapter):
             return eigh_full(X, eps, degeneracy, method)
         return eigh_top(X, k, eps, degeneracy, method)
 
-    def matrix_function(self, X: Any, spec: Any, xp: ModuleType) -> Any:
-        return matrix_function(X, spec)  # checks f's domain where the eigenvalues are concrete
+    def matrix_function(self, X: Any, spec: Any, xp: ModuleType, method: str = "full") -> Any:
+        return matrix_function(X, spec, method)  # checks f's domain where the eigenvalues are concrete
 
 
 ADAPTER = JaxAdapter()

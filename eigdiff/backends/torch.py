@@ -162,8 +162,8 @@ class MatrixFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(X: torch.Tensor, spec: Any, check: bool) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
-        lmd, Y = _core.decompose(X, xp=xp_torch)
+    def forward(X: torch.Tensor, spec: Any, check: bool, method: str = "full") -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        lmd, Y = ArrayAPIAdapter.decompose(ADAPTER, X, xp_torch, method)
         if check:
             _functions.check_domain(lmd, spec, xp_torch)
         return _functions.apply(lmd, Y, spec, xp_torch), lmd, Y
@@ -177,9 +177,9 @@ class MatrixFunction(torch.autograd.Function):
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx: Any, g_F: Any, *_: Any) -> tuple[Any, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, g_F: Any, *_: Any) -> tuple[Any, None, None, None]:  # type: ignore[override]
         X, lmd, Y = ctx.saved_tensors
-        return (None if g_F is None else FrechetFunction.apply(X, g_F, ctx.spec, lmd, Y)), None, None
+        return (None if g_F is None else FrechetFunction.apply(X, g_F, ctx.spec, lmd, Y)), None, None, None
 
     @staticmethod
     def jvp(ctx: Any, dX: torch.Tensor, *_: Any) -> tuple[Any, None, None]:  # type: ignore[override]
@@ -304,13 +304,13 @@ class TorchAdapter(ArrayAPIAdapter):
         out = EighFunction.apply(X, k, eps, degeneracy, check_invariance, method)
         return out[0], out[1]
 
-    def matrix_function(self, X: Any, spec: Any, xp: ModuleType) -> Any:
+    def matrix_function(self, X: Any, spec: Any, xp: ModuleType, method: str = "full") -> Any:
         if torch.compiler.is_compiling():  # differentiable, unchecked (no value branches in compiled code)
-            return CompilableMatrixFunction.apply(X, spec, False)[0]
+            return CompilableMatrixFunction.apply(X, spec, False, method)[0]
         if not _differentiable(X):
-            return super().matrix_function(X, spec, xp)
+            return super().matrix_function(X, spec, xp, method)
         _refuse_nested_forward_mode()
-        return MatrixFunction.apply(X, spec, self.check_values(X))[0]
+        return MatrixFunction.apply(X, spec, self.check_values(X), method)[0]
 
 
 ADAPTER = TorchAdapter()
