@@ -123,4 +123,6 @@ def test_python_snippets_run(page: str) -> None:
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert blocks, page
     for block in blocks:
+        if "import dask" in block and importlib.util.find_spec("distributed") is None:
+            continue  # the Dask snippet needs pip install 'eigdiff[dask]'; the others still run
         exec(compile(block, page, "exec"), {})
