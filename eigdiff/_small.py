@@ -6,9 +6,9 @@ torch (CPU and CUDA), JAX and array_api_strict alike.
 
 The method (the reasons and the measurements are on the performance docs page):
 
-- **Scaling.** Each matrix is divided by its largest entry in magnitude (a power of two, so
-  exactly), so that no square or product below can overflow or underflow harmfully, whatever
-  the matrix's scale: entries may span the whole float range.
+- **Scaling.** Each matrix is multiplied by 2⁻ᵏ with 2ᵏ ≤ max|x_ij| < 2ᵏ⁺¹ (exact), so that no
+  square or product below can overflow or underflow harmfully, whatever the matrix's scale:
+  entries may span the whole float range.
 - **2×2**: one Jacobi rotation, t = sign(τ)/(|τ| + √(1 + τ²)) with τ = (c − a)/2b, which is
   backward stable: residual and orthogonality at the level of a few units of roundoff.
 - **3×3**: the analytic roots of the characteristic polynomial are accurate for the root that is
@@ -17,13 +17,15 @@ The method (the reasons and the measurements are on the performance docs page):
   (q = tr A/3, p² = tr(B²)/6 before dividing), the roots of B are 2cos(φ + 2πj/3) with
   φ = arccos(det B / 2)/3. If det B ≥ 0 the largest root is at least √3 (in units of p) from
   both others, otherwise the smallest is. Its eigenvector is the largest of the three cross
-  products of the rows of A − λI, well conditioned because of that gap. The other two
+  products of the rows of B − βI, well conditioned because of that gap. The other two
   eigenpairs come from the 2×2 matrix A takes on the orthogonal complement of that vector,
   solved by the Jacobi rotation above. So near ties land in the 2×2 problem, where a rotation
   resolves them to full accuracy.
 
-Accuracy (tested over a corpus of hard cases, `tests/test_small.py`): with u the dtype's unit
-roundoff, |λ − λ_LAPACK| ≤ 16 u ‖X‖, ‖YᵀY − I‖ ≤ 16 u and ‖XY − YΛ‖ ≤ 16 u ‖X‖.
+Accuracy (tested over a corpus of hard cases on every backend, `tests/test_small.py`): with
+u = eps/2 the dtype's unit roundoff, |λ − λ_exact| ≤ 16 u ‖X‖, ‖YᵀY − I‖ ≤ 16 u and
+‖XY − YΛ‖ ≤ 16 u ‖X‖, for ‖X‖ down to 2⁴ smallest_normal / u (below, results in the subnormal
+range lose bits, and XLA on the CPU flushes them to zero).
 """
 
 from __future__ import annotations
