@@ -396,13 +396,19 @@ def _prepare_function(
     return X, xp, adapter, _spectral_function(f, df, p, floor), _small.choose(method, X, M)
 
 
-def _check_like_X(S: Array, name: str, X: Array, adapter: Any, xp: ModuleType) -> Array:
-    """``S`` (a tangent or cotangent of X) as accepted: X's library, shape and dtype, finite."""
+def _like_X(S: Array, name: str, X: Array) -> Array:
+    """``S`` (a tangent or cotangent of X) as accepted: X's library, shape and dtype (no values read)."""
     S = _checks.as_array(S, name, like=X)
     if tuple(S.shape) != tuple(X.shape):
         raise ValueError(f"{name} must have X's shape {tuple(X.shape)}, got {tuple(S.shape)}")
     if S.dtype != X.dtype:
         raise TypeError(f"{name} must have X's dtype {X.dtype}, got {S.dtype}")
+    return S
+
+
+def _check_like_X(S: Array, name: str, X: Array, adapter: Any, xp: ModuleType) -> Array:
+    """`_like_X`, and finite (where values may be read)."""
+    S = _like_X(S, name, X)
     _check_cotangent_values(adapter, xp, **{name: S})
     return S
 

@@ -55,6 +55,12 @@ METHODS = ("auto", "full", "small")
 AUTO_MIN_BATCH = {"numpy": 512, "torch": 2048}
 
 
+def on_cpu(X: Array) -> bool:
+    """Whether X lives on the CPU: a device without a ``type`` (NumPy's "cpu", none at all) counts
+    as the CPU, except CuPy's, which is always a GPU."""
+    return library(X) != "cupy" and getattr(getattr(X, "device", None), "type", "cpu") == "cpu"
+
+
 def choose(method: object, X: Array, M: int) -> str:
     """Resolve ``method`` for X (..., M, M) to "full" or "small", or raise a ValueError naming it."""
     if not isinstance(method, str) or method not in METHODS:
@@ -68,8 +74,7 @@ def choose(method: object, X: Array, M: int) -> str:
     if M not in SIZES:
         return "full"
     threshold = AUTO_MIN_BATCH.get(library(X))
-    device = getattr(X, "device", None)
-    if threshold is None or getattr(device, "type", "cpu") != "cpu":
+    if threshold is None or not on_cpu(X):
         return "full"
     return "small" if math.prod(X.shape[:-2]) >= threshold else "full"
 

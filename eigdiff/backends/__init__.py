@@ -126,8 +126,8 @@ class ArrayAPIAdapter:
         "full" (the library's eigh) or "small" (eigdiff's, M ≤ 3; it reads ½(X + Xᵀ) itself)."""
         if method != "small":
             return _core.decompose(X, xp=xp, solver=self.native_solver)
-        on_cpu = getattr(getattr(X, "device", None), "type", "cpu") == "cpu"
-        return _small.eigh(X, xp, block=self.small_block if on_cpu and self.check_values(X) else None)
+        eager_cpu = _small.on_cpu(X) and self.check_values(X)
+        return _small.eigh(X, xp, block=self.small_block if eager_cpu else None)
 
     def eigh(
         self,

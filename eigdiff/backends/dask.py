@@ -256,12 +256,8 @@ def backward(
 
 
 def _tangent(dX: Array, X: Array, name: str) -> Array:
-    dX = check_array(dX, name, like=X)
-    if tuple(dX.shape) != tuple(X.shape):
-        raise ValueError(f"{name} must have X's shape {tuple(X.shape)}, got {tuple(dX.shape)}")
-    if dX.dtype != X.dtype:
-        raise TypeError(f"{name} must have X's dtype {X.dtype}, got {dX.dtype}")
-    return _conform(dX, X)
+    """A tangent or cotangent of dask X: X's shape and dtype (checked as for NumPy), X's chunks."""
+    return _conform(_api._like_X(check_array(dX, name, like=X), name, X), X)
 
 
 def jvp(
