@@ -9,10 +9,13 @@ in one run (interleaved rounds, median per call):
   L = Σ W ∘ Y∘Y + Σ λ through ``eigdiff.eigh(X, method="small")`` against torch's native eigh
   autograd.
 
+``--blocks`` times the small solver on (B, 3, 3) for the slice sizes it can work in (the numbers
+behind the adapters' ``small_block``: 16,384 for NumPy, 65,536 for torch on the CPU).
+
 ``--crossover`` instead times small stacks (B = 1 to 4096) to find from which batch the small
 solver wins: the numbers behind ``eigdiff._small.AUTO_MIN_BATCH``.
 
-    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--crossover] [--json out.json]
+    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--blocks | --crossover] [--json out.json]
 """
 
 from __future__ import annotations
@@ -104,6 +107,32 @@ def torch_row(B: int, M: int, dtype: str, rounds: int) -> dict[str, Any]:
     }
 
 
+def blocks(B: int, rounds: int) -> list[dict[str, Any]]:
+    import array_api_compat.numpy as xp_numpy
+    import array_api_compat.torch as xp_torch
+    import torch
+
+    from eigdiff import _small
+
+    rows = []
+    for dtype in ("float32", "float64"):
+        X = _stack(B, 3, dtype)
+        T = torch.from_numpy(X)
+        sizes = (None, 4096, 16384, 65536)
+        t = _median_times(
+            {
+                **{f"numpy {b}": lambda b=b, X=X: _small.eigh(X, xp_numpy, block=b) for b in sizes},
+                **{f"torch {b}": lambda b=b, T=T: _small.eigh(T, xp_torch, block=b) for b in sizes},
+            },
+            rounds,
+        )
+        for name, seconds in t.items():
+            library, block = name.split()
+            rows.append({"library": library, "dtype": dtype, "block": block, "ms": seconds * 1e3})
+            print(f"({B:,}, 3, 3) {dtype} {library:<5} block {block:>6}: {seconds * 1e3:7.1f} ms", flush=True)
+    return rows
+
+
 def crossover(rounds: int) -> list[dict[str, Any]]:
     import torch
 
@@ -136,10 +165,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--batch", type=lambda s: int(s.replace("_", "")), default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--crossover", action="store_true", help="small stacks: where the small solver starts to win")
+    parser.add_argument("--blocks", action="store_true", help="the small solver's time per slice size")
     parser.add_argument("--no-torch", action="store_true", help="NumPy only")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    if args.crossover:
+    if args.blocks:
+        rows = blocks(args.batch, args.rounds)
+    elif args.crossover:
         rows = crossover(max(args.rounds, 21))
     else:
         rows = []
