@@ -22,9 +22,11 @@ from eigdiff._api import (
 )
 from eigdiff._checks import DEGENERACY_MODES
 from eigdiff._core import DegenerateGradientWarning
+from eigdiff._partial import ConvergenceError
 
 __all__ = [
     "DEGENERACY_MODES",
+    "ConvergenceError",
     "DegenerateGradientWarning",
     "backward",
     "eigh",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _checks, _core, _functions, _small
+from eigdiff import _checks, _core, _functions, _methods, _small
 from eigdiff.backends import adapter_for
 
 Array = Any
@@ -29,14 +29,23 @@ def _accept(X: Array) -> tuple[Any, Any, Any]:
 
 
 def _prepare(
-    X: Array, top_k: object, eps: object, degeneracy: object, method: object
-) -> tuple[Any, Any, Any, int, float | None, str]:
-    """Validate the forward's arguments: (X as accepted, xp, adapter, k, eps as a float or None,
-    the method resolved to "full" or "small")."""
+    X: Array, selection: tuple[object, object, object], eps: object, degeneracy: object, method: object
+) -> tuple[Any, Any, Any, int, int, float | None, str]:
+    """Validate the forward's arguments: (X as accepted, xp, adapter, k, lo (the window of k
+    eigenpairs from index lo), eps as a float or None, the method resolved to "full" or "small")."""
     X, adapter, xp = _accept(X)
     eps = _checks.check_options(eps, degeneracy)
     M = _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
-    return X, xp, adapter, _checks.check_top_k(top_k, M), eps, _small.choose(method, X, M)
+    k, lo = _checks.check_selection(*selection, M)
+    return (
+        X,
+        xp,
+        adapter,
+        k,
+        lo,
+        eps,
+        _methods.choose(method, X, M, k, traced=not adapter.check_values(X), degeneracy=degeneracy),
+    )
 
 
 def _check_cotangent_values(adapter: Any, xp: ModuleType, **arrays: Array | None) -> None:
@@ -50,10 +59,14 @@ def eigh(
     X: Array,
     *,
     top_k: int | None = None,
+    bottom_k: int | None = None,
+    subset_by_index: tuple[int, int] | None = None,
     eps: float | None = None,
     degeneracy: str = "mask",
     check_invariance: bool = False,
     method: str = "auto",
+    tol: float | None = None,
+    maxiter: int | None = None,
 ) -> tuple[Array, Array]:
     """Eigendecomposition of ½(X + Xᵀ), differentiable through eigdiff's backward.
 
@@ -66,6 +79,14 @@ def eigh(
         takes dask arrays; see the distributed docs page).
     top_k : int in [1, M] or None, keyword-only
         Return only the ``top_k`` eigenpairs of largest eigenvalue (still ascending).
+    bottom_k : int in [1, M] or None, keyword-only
+        Return only the ``bottom_k`` eigenpairs of smallest eigenvalue.
+    subset_by_index : pair (lo, hi) of ints, or None, keyword-only
+        Return only the eigenpairs lo ≤ i < hi of the ascending order (0 ≤ lo < hi ≤ M).
+        At most one of ``top_k``, ``bottom_k`` and ``subset_by_index``; none returns all M.
+        The gradient of a window is exact for its eigenvalues and (where the window is
+        separated by more than ``eps`` from the eigenvalues outside it) its eigenvectors;
+        at a tie across the window's edge it is masked like any tie.
     eps : real scalar or None, keyword-only
         Gap at or below which two eigenvalues count as equal in the backward: an absolute
         number (Python, NumPy or a 0-d array of any library), or None for the default
@@ -76,19 +97,26 @@ def eigh(
         torch: have the backward warn (`DegenerateGradientWarning`) when the incoming
         gradient is not invariant within a degenerate eigenspace. Other libraries have no
         backward here; pass it to `vjp` or `backward` instead.
-    method : {"auto", "full", "small"}, keyword-only
-        The forward's eigensolver (the backward is the same for all): ``"full"``, the array
-        library's own eigh (LAPACK, cuSOLVER); ``"small"``, eigdiff's batched solver for
-        M ≤ 3 from elementwise operations (faster on large stacks of 2×2 and 3×3 matrices;
-        accurate to 16 u‖X‖ also at ties; see the performance docs page); ``"auto"``, the
-        small solver where it was measured faster (NumPy and torch on the CPU, M ≤ 3, stacks
-        of at least ``eigdiff._small.AUTO_MIN_BATCH`` matrices), the full one elsewhere.
-        Eigenvector signs, and bases inside tied eigenspaces, may differ between methods.
+    method : {"auto", "full", "small", "subset"}, keyword-only
+        The forward's eigensolver: ``"full"``, the array library's own eigh (LAPACK,
+        cuSOLVER); ``"small"``, eigdiff's batched solver for M ≤ 3 from elementwise
+        operations (faster on large stacks of 2×2 and 3×3 matrices; accurate to 16 u‖X‖
+        also at ties; see the performance docs page); ``"subset"``, for a window of k < M
+        eigenpairs: LAPACK's tridiagonal subset route through SciPy (NumPy arrays and CPU
+        torch tensors), whose backward solves for the rest of the spectrum's contribution
+        instead of computing it (see the partial-spectra docs page); ``"auto"``, the small
+        solver or ``"subset"`` where they were measured faster (``eigdiff._small.AUTO_MIN_BATCH``,
+        ``eigdiff._methods.AUTO_SUBSET``), the full one elsewhere. Eigenvector signs, and
+        bases inside tied eigenspaces, may differ between methods.
+    tol, maxiter : float in (0, 1) and int ≥ 1, or None, keyword-only
+        The relative residual and iteration cap of the ``"subset"`` backward's iterative
+        solve (defaults u^(3/4) and 4M + 100); it raises `eigdiff.ConvergenceError` rather
+        than return an unconverged gradient. Unused by the other methods.
 
     Returns
     -------
     lmd : array, shape (..., K)
-        Eigenvalues, ascending; K = M, or ``top_k``.
+        Eigenvalues, ascending; K = M, or the number selected.
     Y : array, shape (..., M, K)
         Matching orthonormal eigenvectors, as columns.
 
@@ -101,16 +129,20 @@ def eigh(
     ------
     ValueError
         ``X`` has fewer than 2 dimensions, is not square, or holds NaN/Inf (not checked
-        inside torch.compile or torch.func transforms); ``top_k`` outside [1, M];
-        unknown ``degeneracy``; negative, infinite or non-scalar ``eps``; an unknown
-        ``method``, or ``"small"`` for M > 3.
+        inside torch.compile or torch.func transforms); ``top_k`` or ``bottom_k`` outside
+        [1, M], ``subset_by_index`` not a window 0 ≤ lo < hi ≤ M, or more than one of the
+        three given; unknown ``degeneracy``; negative, infinite or non-scalar ``eps``; an unknown
+        ``method``, ``"small"`` for M > 3, ``"subset"`` for arrays other than NumPy's and CPU
+        torch tensors, or with ``degeneracy="taylor"``; a bad ``tol`` or ``maxiter``.
     TypeError
         ``X`` is not a dense array (a list, ``np.matrix``, a masked or sparse array), or is
-        integer, bool, float16, bfloat16 or complex; ``top_k`` is not an integer; ``eps``
-        is not a real number.
+        integer, bool, float16, bfloat16 or complex; ``top_k``, ``bottom_k`` or the entries of
+        ``subset_by_index`` are not integers; ``eps`` is not a real number.
     NotImplementedError
         torch: nested forward-mode transforms (``jacfwd(jacfwd(f))``), where torch 2.13
         returns zeros for custom autograd Functions; use ``hessian`` or ``jacrev`` instead.
+        torch with ``"subset"``: ``vmap``, ``torch.compile`` and double backward (its
+        backward runs LAPACK on NumPy views); use ``"full"`` there.
 
     Examples
     --------
@@ -122,12 +154,29 @@ def eigh(
     >>> lmd, Y = eigdiff.eigh(X, top_k=1)
     >>> Y.shape
     (2, 1)
+    >>> eigdiff.eigh(np.diag([3.0, 1.0, 2.0]), subset_by_index=(1, 3))[0]
+    array([2., 3.])
     """
+    selection = (top_k, bottom_k, subset_by_index)
     if _checks.is_dask(X):
-        return _dask().eigh(X, top_k=top_k, eps=eps, degeneracy=degeneracy, method=method)  # type: ignore[no-any-return]
-    X, xp, adapter, k, eps, method = _prepare(X, top_k, eps, degeneracy, method)
+        return _dask().eigh(X, selection=selection, eps=eps, degeneracy=degeneracy, method=method)  # type: ignore[no-any-return]
+    X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
+    solver = _solver_options(method, degeneracy, tol, maxiter)
     options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance, "method": method}
-    return adapter.eigh(X, k, xp=xp, **options)  # type: ignore[no-any-return]
+    return adapter.eigh(X, k, xp=xp, lo=lo, **options, **solver)  # type: ignore[no-any-return]
+
+
+def _solver_options(method: str, degeneracy: str, tol: object, maxiter: object) -> dict[str, Any]:
+    """The partial methods' solver options ({} for the others), validated."""
+    tol, maxiter = _methods.check_solver_options(tol, maxiter)
+    if method not in _methods.PARTIAL:
+        return {}
+    if degeneracy == "taylor":
+        raise ValueError(
+            f"degeneracy='taylor' replaces 1/(λj − λi) by a truncated series for every same-sign pair, also "
+            f"outside the window, which method={method!r} solves for exactly; use method='full' with 'taylor'"
+        )
+    return {"tol": tol, "maxiter": maxiter}
 
 
 def backward(
@@ -139,9 +188,10 @@ def backward(
     eps: float | None = None,
     degeneracy: str = "mask",
     check_invariance: bool = False,
+    subset_by_index: tuple[int, int] | None = None,
     xp: ModuleType | None = None,
 ) -> Array:
-    """dL/dX for X = Y Λ Yᵀ, from the gradients of the K largest eigenpairs.
+    """dL/dX for X = Y Λ Yᵀ, from the gradients of the K largest eigenpairs (or another window).
 
     With C = F ∘ (Yᵀ V) + E diag(g_lmd), where F_ij = 1/(λ_{M−K+j} − λ_i) (regularized where
     the gap is at most ``eps``) and E places g_lmd on each column's own eigenvector,
@@ -165,6 +215,9 @@ def backward(
     check_invariance : bool, keyword-only
         Warn with `DegenerateGradientWarning` when the incoming gradient is not invariant
         within a degenerate eigenspace (data-dependent: leave off under compile or vmap).
+    subset_by_index : pair (lo, hi) of ints, or None, keyword-only
+        The eigenpairs lo ≤ i < hi that ``V``'s columns and ``g_lmd``'s entries refer to
+        (K = hi − lo); None: the last K (the top K), as `eigh` with ``top_k`` returns them.
 
     Returns
     -------
@@ -176,7 +229,8 @@ def backward(
     ValueError
         Inconsistent shapes (named in the message), NaN or Inf in any array (named; not
         checked inside torch.compile or torch.func transforms), ``lmd`` not ascending, an
-        unknown ``degeneracy`` or a bad ``eps``.
+        unknown ``degeneracy`` or a bad ``eps``; ``subset_by_index`` not a window
+        0 ≤ lo < hi ≤ M, or of another size than V's K columns.
     TypeError
         Non-float or mismatched dtypes; a list, scalar, sparse or masked array; arrays from
         different libraries (both named).
@@ -192,7 +246,7 @@ def backward(
     """
     if any(_checks.is_dask(a) for a in (lmd, Y, V, g_lmd)):
         options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance}
-        return _dask().backward(lmd, Y, V, g_lmd, **options)
+        return _dask().backward(lmd, Y, V, g_lmd, subset_by_index=subset_by_index, **options)
     Y = _checks.as_array(Y, "Y")
     lmd = _checks.as_array(lmd, "lmd", like=Y)
     V = None if V is None else _checks.as_array(V, "V", like=Y)
@@ -201,11 +255,23 @@ def backward(
     eps = _checks.check_options(eps, degeneracy)
     _checks.check_decomposition(lmd, Y, xp)
     K = _checks.check_cotangents(Y, V, g_lmd, xp)
+    lo = _window_of_cotangents(subset_by_index, K, Y.shape[-1])
     adapter = adapter_for(Y)
     _check_cotangent_values(adapter, xp, lmd=lmd, Y=Y, V=V, g_lmd=g_lmd)
     if adapter.check_values(lmd):
         _checks.check_ascending(lmd, xp)
-    return _backward(adapter, lmd, Y, V, g_lmd, K, eps, degeneracy, check_invariance, xp)
+    return _backward(adapter, lmd, Y, V, g_lmd, K, eps, degeneracy, check_invariance, xp, lo)
+
+
+def _window_of_cotangents(subset_by_index: object, K: int, M: int) -> int:
+    """The first index of the window that K cotangent columns refer to (`backward`'s
+    ``subset_by_index``; None: the last K)."""
+    if subset_by_index is None:
+        return M - K
+    k, lo = _checks.check_selection(None, None, subset_by_index, M)
+    if k != K:
+        raise ValueError(f"subset_by_index = ({lo}, {lo + k}) selects {k} eigenpairs but V and g_lmd give K = {K}")
+    return lo
 
 
 def _backward(
@@ -219,8 +285,9 @@ def _backward(
     degeneracy: str,
     check_invariance: bool,
     xp: ModuleType,
+    lo: int | None = None,
 ) -> Array:
-    """`backward` after validation: the core on the arrays' device."""
+    """`backward` after validation: the core on the arrays' device (window of K from ``lo``)."""
     if check_invariance and not adapter.check_values(lmd):
         raise ValueError(
             "check_invariance reads values, which a traced computation (jax.jit, vmap, torch.compile or "
@@ -238,6 +305,7 @@ def _backward(
             check_invariance=check_invariance,
             overwrite=adapter.may_overwrite(lmd, Y, V, g_lmd),
             xp=xp,
+            lo=lo,
         )
 
 
@@ -245,18 +313,24 @@ def vjp(
     X: Array,
     *,
     top_k: int | None = None,
+    bottom_k: int | None = None,
+    subset_by_index: tuple[int, int] | None = None,
     eps: float | None = None,
     degeneracy: str = "mask",
     check_invariance: bool = False,
     method: str = "auto",
+    tol: float | None = None,
+    maxiter: int | None = None,
 ) -> tuple[tuple[Array, Array], Callable[..., Array]]:
     """`eigh` with a pullback, for libraries without autograd (NumPy, CuPy), as ``jax.vjp``.
 
-    The full decomposition is kept inside the pullback, so the top-k pullback costs O(M²k).
+    The full decomposition is kept inside the pullback, so the pullback of k selected
+    eigenpairs costs O(M²k); with ``method="subset"`` it keeps the tridiagonal form instead and
+    solves for the unselected spectrum's contribution (O(M²k) plus the iterative solve).
 
     Parameters
     ----------
-    X, top_k, eps, degeneracy, method
+    X, top_k, bottom_k, subset_by_index, eps, degeneracy, method, tol, maxiter
         As in `eigh`.
     check_invariance : bool, keyword-only
         Have the pullback warn (`DegenerateGradientWarning`) when the incoming gradient is
@@ -285,21 +359,35 @@ def vjp(
            [0., 0., 0.],
            [0., 0., 1.]])
     """
+    selection = (top_k, bottom_k, subset_by_index)
     if _checks.is_dask(X):
         options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance, "method": method}
-        return _dask().vjp(X, top_k=top_k, **options)  # type: ignore[no-any-return]
-    X, xp, adapter, k, eps, method = _prepare(X, top_k, eps, degeneracy, method)
-    lmd, Y = adapter.decompose(X, xp, method)
-    outputs = _core.top(lmd, Y, k, xp, copy=True)  # the pullback keeps lmd and Y to itself
+        return _dask().vjp(X, selection=selection, **options)  # type: ignore[no-any-return]
+    X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
+    solver = _solver_options(method, degeneracy, tol, maxiter)
+    window = adapter.window(X, xp, k, lo, eps=eps, degeneracy=degeneracy, **solver) if solver else None
+    if window is not None:
+        lmd, Y = window.lmd, window.Y
+        outputs = (xp.asarray(lmd, copy=True), xp.asarray(Y, copy=True))
+    else:
+        lmd, Y = adapter.decompose(X, xp, "full" if solver else method)
+        outputs = _core.top(lmd, Y, k, xp, copy=True, lo=lo)  # the pullback keeps lmd and Y to itself
 
     def pullback(V: Array | None = None, g_lmd: Array | None = None) -> Array:
+        if window is not None:
+            V = None if V is None else _checks.as_array(V, "V", like=Y)
+            g_lmd = None if g_lmd is None else _checks.as_array(g_lmd, "g_lmd", like=Y)
+            _checks.check_cotangents_of_window(Y, V, g_lmd)
+            _check_cotangent_values(adapter, xp, V=V, g_lmd=g_lmd)
+            with adapter.on_device(X):
+                return window.backward(V, g_lmd, check_invariance=check_invariance)
         V = None if V is None else _checks.as_array(V, "V", like=Y)
         g_lmd = None if g_lmd is None else _checks.as_array(g_lmd, "g_lmd", like=Y)
         K = _checks.check_cotangents(Y, V, g_lmd, xp)
         if (V is not None or g_lmd is not None) and K != k:
-            raise ValueError(f"the pullback takes cotangents for top_k = {k} eigenpairs, got K = {K}")
+            raise ValueError(f"the pullback takes cotangents for the {k} selected eigenpairs, got K = {K}")
         _check_cotangent_values(adapter, xp, V=V, g_lmd=g_lmd)
-        return _backward(adapter, lmd, Y, V, g_lmd, K, eps, degeneracy, check_invariance, xp)
+        return _backward(adapter, lmd, Y, V, g_lmd, K, eps, degeneracy, check_invariance, xp, lo if K == k else None)
 
     return outputs, pullback
 
@@ -309,9 +397,13 @@ def jvp(
     dX: Array,
     *,
     top_k: int | None = None,
+    bottom_k: int | None = None,
+    subset_by_index: tuple[int, int] | None = None,
     eps: float | None = None,
     degeneracy: str = "mask",
     method: str = "auto",
+    tol: float | None = None,
+    maxiter: int | None = None,
 ) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     """Forward-mode derivative of `eigh`: the outputs and their tangents along ``dX``.
 
@@ -320,7 +412,7 @@ def jvp(
 
     Parameters
     ----------
-    X, top_k, eps, degeneracy, method
+    X, top_k, bottom_k, subset_by_index, eps, degeneracy, method, tol, maxiter
         As in `eigh`.
     dX : array, shape (..., M, M)
         The tangent; same namespace, shape and dtype as ``X``.
@@ -346,14 +438,21 @@ def jvp(
     >>> dlmd
     array([0., 1.])
     """
+    selection = (top_k, bottom_k, subset_by_index)
     if _checks.is_dask(X):
-        return _dask().jvp(X, dX, top_k=top_k, eps=eps, degeneracy=degeneracy, method=method)  # type: ignore[no-any-return]
-    X, xp, adapter, k, eps, method = _prepare(X, top_k, eps, degeneracy, method)
+        return _dask().jvp(X, dX, selection=selection, eps=eps, degeneracy=degeneracy, method=method)  # type: ignore[no-any-return]
+    X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
+    solver = _solver_options(method, degeneracy, tol, maxiter)
     dX = _check_like_X(dX, "dX", X, adapter, xp)
-    lmd, Y = adapter.decompose(X, xp, method)
+    window = adapter.window(X, xp, k, lo, eps=eps, degeneracy=degeneracy, **solver) if solver else None
+    if window is not None:
+        with adapter.on_device(X):
+            tangents = window.jvp(dX)
+        return (xp.asarray(window.lmd, copy=True), xp.asarray(window.Y, copy=True)), tangents
+    lmd, Y = adapter.decompose(X, xp, "full" if solver else method)
     with adapter.on_device(X):
-        tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp)
-    return _core.top(lmd, Y, k, xp, copy=True), tangents
+        tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp, lo=lo)
+    return _core.top(lmd, Y, k, xp, copy=True, lo=lo), tangents
 
 
 # --------------------------------------------------------------------------- matrix functions

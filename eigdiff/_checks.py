@@ -134,21 +134,69 @@ def check_ascending(lmd: Array, xp: ModuleType) -> None:
         raise ValueError("lmd must ascend along its last axis (as eigh returns it); sort lmd and Y's columns first")
 
 
-def check_top_k(top_k: object, M: int) -> int:
-    """Return ``top_k`` as an int in [1, M] (None means M, also for M = 0)."""
+def check_top_k(top_k: object, M: int, name: str = "top_k") -> int:
+    """Return ``top_k`` (or another count called ``name``) as an int in [1, M] (None means M,
+    also for M = 0)."""
     if top_k is None:
         return M
     if isinstance(top_k, bool):
-        raise TypeError(f"top_k must be an integer or None, got bool {top_k!r}")
+        raise TypeError(f"{name} must be an integer or None, got bool {top_k!r}")
     try:
         k = operator.index(top_k)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(f"top_k must be an integer or None, got {type(top_k).__name__} {top_k!r}") from None
+        raise TypeError(f"{name} must be an integer or None, got {type(top_k).__name__} {top_k!r}") from None
     if M == 0:
-        raise ValueError(f"X has M = 0 (no eigenpairs); top_k must be None, got {k}")
+        raise ValueError(f"X has M = 0 (no eigenpairs); {name} must be None, got {k}")
     if not 1 <= k <= M:
-        raise ValueError(f"top_k must be in [1, M] = [1, {M}], got {k}")
+        raise ValueError(f"{name} must be in [1, M] = [1, {M}], got {k}")
     return k
+
+
+def _index(value: object, name: str) -> int:
+    """``value`` as a Python int (not bool), or a TypeError naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+
+
+def check_selection(top_k: object, bottom_k: object, subset_by_index: object, M: int) -> tuple[int, int]:
+    """Resolve the eigenpair selection to a window ``(k, lo)``: the k eigenpairs lo ≤ i < lo + k.
+
+    At most one of ``top_k`` (the k largest: lo = M − k), ``bottom_k`` (the k smallest: lo = 0)
+    and ``subset_by_index`` (a pair (lo, hi), the half-open ascending window lo ≤ i < hi with
+    0 ≤ lo < hi ≤ M) may be given; none selects all M (also for M = 0).
+    """
+    given = [
+        name
+        for name, v in (("top_k", top_k), ("bottom_k", bottom_k), ("subset_by_index", subset_by_index))
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f"give at most one of top_k, bottom_k and subset_by_index, got {' and '.join(given)}")
+    if top_k is not None:
+        k = check_top_k(top_k, M)
+        return k, M - k
+    if bottom_k is not None:
+        k = check_top_k(bottom_k, M, name="bottom_k")
+        return k, 0
+    if subset_by_index is None:
+        return M, 0
+    if (
+        isinstance(subset_by_index, (str, bytes))
+        or not hasattr(subset_by_index, "__len__")
+        or len(subset_by_index) != 2
+    ):  # type: ignore[arg-type]
+        raise TypeError(f"subset_by_index must be a pair (lo, hi) of integers, got {subset_by_index!r}")
+    lo, hi = (_index(v, "subset_by_index's entries") for v in subset_by_index)  # type: ignore[attr-defined]
+    if not 0 <= lo < hi <= M:
+        raise ValueError(
+            f"subset_by_index = ({lo}, {hi}) is not a window 0 <= lo < hi <= M = {M} "
+            f"(it selects the eigenpairs lo <= i < hi, ascending)"
+        )
+    return hi - lo, lo
 
 
 def check_options(eps: object, degeneracy: object) -> float | None:
@@ -203,6 +251,17 @@ def check_decomposition(lmd: Array, Y: Array, xp: ModuleType) -> int:
     if lmd.dtype != Y.dtype:
         raise TypeError(f"lmd and Y must share a dtype, got {lmd.dtype} and {Y.dtype}")
     return M
+
+
+def check_cotangents_of_window(Y_W: Array, V: Array | None, g_lmd: Array | None) -> None:
+    """``V`` of Y_W's shape (..., M, k) and ``g_lmd`` (..., k), both of its dtype."""
+    for name, a, shape in (("V", V, tuple(Y_W.shape)), ("g_lmd", g_lmd, tuple(Y_W.shape[:-2]) + (Y_W.shape[-1],))):
+        if a is None:
+            continue
+        if tuple(a.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} to match the selected eigenpairs, got {tuple(a.shape)}")
+        if a.dtype != Y_W.dtype:
+            raise TypeError(f"{name} must have dtype {Y_W.dtype}, got {a.dtype}")
 
 
 def check_cotangents(Y: Array, V: Array | None, g_lmd: Array | None, xp: ModuleType) -> int:

@@ -4,6 +4,8 @@ Notation follows S. Gould's tutorial on differentiating the eigendecomposition (
 declarative networks): X = Y Λ Yᵀ with ascending
 eigenvalues ``lmd`` (λ) and orthonormal eigenvectors ``Y``; ``V`` is dL/dY for the last
 K columns of Y (the K largest eigenpairs), ``g_lmd`` is dL/dλ for the same K eigenvalues.
+Every function also takes another window of K consecutive eigenpairs, columns lo ≤ c < lo + K
+(``lo=None``: the top K, lo = M − K).
 
 Everything here reaches its operations through the arrays' namespace (``xp``), so the same
 code runs on NumPy, CuPy, torch and array_api_strict arrays, and under torch autograd it is
@@ -19,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from eigdiff._checks import namespace
-from eigdiff._gaps import degenerate, gap_product, own_columns
+from eigdiff._gaps import degenerate, first_column, gap_product, own_columns
 
 Array = Any
 
@@ -64,14 +66,18 @@ def decompose(X: Array, *, xp: ModuleType | None = None, solver: Any = None) -> 
     return lmd, Y
 
 
-def top(lmd: Array, Y: Array, k: int, xp: ModuleType, *, copy: bool = False) -> tuple[Array, Array]:
-    """The k largest eigenpairs of a full ascending decomposition (the tutorial's ``Y[:, :, -k:]``).
+def top(
+    lmd: Array, Y: Array, k: int, xp: ModuleType, *, copy: bool = False, lo: int | None = None
+) -> tuple[Array, Array]:
+    """The k largest eigenpairs of a full ascending decomposition (the tutorial's ``Y[:, :, -k:]``),
+    or the window of k from index ``lo``.
 
     ``copy=True`` returns arrays of their own (compact for k < M, not views that keep the
     full M × M arrays alive, and not shared with what a pullback keeps).
     """
     M = lmd.shape[-1]
-    lmd_k, Y_k = (lmd, Y) if k == M else (lmd[..., M - k :], Y[..., M - k :])
+    lo = first_column(M, k, lo)
+    lmd_k, Y_k = (lmd, Y) if k == M else (lmd[..., lo : lo + k], Y[..., lo : lo + k])
     if copy:
         return xp.asarray(lmd_k, copy=True), xp.asarray(Y_k, copy=True)
     return lmd_k, Y_k
@@ -92,14 +98,17 @@ def backward_unchecked(
     check_invariance: bool = False,
     overwrite: bool = False,
     xp: ModuleType,
+    lo: int | None = None,
 ) -> Array:
-    """`backward` after validation (the adapters' entry point).
+    """`backward` after validation (the adapters' entry point), for the window of K eigenpairs
+    from ``lo`` (None: the top K).
 
     ``overwrite=True`` forms products in the memory of temporaries (fewer passes over memory);
     pass it only where no autograd records the operations.
     """
     M = Y.shape[-1]
-    Y_K = Y[..., M - K :]
+    lo = first_column(M, K, lo)
+    Y_K = Y[..., lo : lo + K]
     if V is None or K == 0:
         if g_lmd is None or K == 0:
             return xp.zeros_like(Y)
@@ -108,29 +117,32 @@ def backward_unchecked(
         return G + G.mT
     P = Y.mT @ V
     if check_invariance:
-        warn_if_not_invariant(lmd, P, K, eps, xp)
+        warn_if_not_invariant(lmd, P, K, eps, xp, lo)
     # C = ½(F ∘ P + E diag g): the ½ of ½(G + Gᵀ) is folded into C, where it costs nothing.
-    C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, halve=True, overwrite=overwrite)
+    C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, halve=True, overwrite=overwrite, lo=lo)
     if g_lmd is not None:
-        C = C + own_columns(M, K, C, xp) * (g_lmd[..., None, :] / 2)
+        C = C + own_columns(M, K, C, xp, lo) * (g_lmd[..., None, :] / 2)
     G = (Y @ C) @ Y_K.mT
     return G + G.mT
 
 
-def warn_if_not_invariant(lmd: Array, P: Array, K: int, eps: float | None, xp: ModuleType) -> None:
+def warn_if_not_invariant(
+    lmd: Array, P: Array, K: int, eps: float | None, xp: ModuleType, lo: int | None = None
+) -> None:
     """Warn when Yᵀ V is not symmetric on the degenerate pairs (see `DegenerateGradientWarning`).
 
     A loss invariant under rotations inside a degenerate eigenspace has (Yᵀ V)_ij = (Yᵀ V)_ji
-    for each degenerate pair (i, j) inside the top K, and (Yᵀ V)_ij = 0 where the degenerate
-    partner i lies outside the top K. Tolerance: √u · max|Yᵀ V|.
+    for each degenerate pair (i, j) inside the window of K, and (Yᵀ V)_ij = 0 where the
+    degenerate partner i lies outside it. Tolerance: √u · max|Yᵀ V|.
     """
     M = P.shape[-2]
     if math.prod(P.shape) == 0:
         return
-    tied = degenerate(lmd, K, eps, xp)
-    top_rows = P[..., M - K :, :]  # (..., K, K): rows of the top-K eigenvectors
-    skew = top_rows - top_rows.mT
-    residual = xp.concat([P[..., : M - K, :], skew], axis=-2) if M > K else skew
+    lo = first_column(M, K, lo)
+    tied = degenerate(lmd, K, eps, xp, lo)
+    window_rows = P[..., lo : lo + K, :]  # (..., K, K): rows of the window's eigenvectors
+    skew = window_rows - window_rows.mT
+    residual = xp.concat([P[..., :lo, :], skew, P[..., lo + K :, :]], axis=-2)
     worst = float(xp.max(xp.where(tied, xp.abs(residual), 0.0)))
     scale = float(xp.max(xp.abs(P)))
     if worst > math.sqrt(xp.finfo(P.dtype).eps) * scale:
@@ -147,18 +159,28 @@ def warn_if_not_invariant(lmd: Array, P: Array, K: int, eps: float | None, xp: M
 
 
 def jvp_unchecked(
-    lmd: Array, Y: Array, dX: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType
+    lmd: Array,
+    Y: Array,
+    dX: Array,
+    k: int,
+    *,
+    eps: float | None,
+    degeneracy: str,
+    xp: ModuleType,
+    lo: int | None = None,
 ) -> tuple[Array, Array]:
-    """Tangents of the top-k eigenpairs: dλ = diag(Y_kᵀ dS Y_k), dY_k = Y (F ∘ Yᵀ dS Y_k).
+    """Tangents of the top-k eigenpairs (or the window of k from ``lo``): dλ = diag(Y_kᵀ dS Y_k),
+    dY_k = Y (F ∘ Yᵀ dS Y_k).
 
     dS = ½(dX + dXᵀ); F is the same regularized gap matrix as in the backward, so this is
     exactly the transpose of `backward`.
     """
     M = Y.shape[-1]
-    Y_k = Y[..., M - k :]
+    lo = first_column(M, k, lo)
+    Y_k = Y[..., lo : lo + k]
     if k == 0:
         return xp.zeros_like(lmd[..., :0]), xp.zeros_like(Y_k)
     A = Y.mT @ (symmetrize(dX, xp) @ Y_k)  # (..., M, k)
-    dY = Y @ gap_product(A, lmd, k, eps=eps, degeneracy=degeneracy, xp=xp)
-    dlmd = xp.sum(own_columns(M, k, A, xp) * A, axis=-2)
+    dY = Y @ gap_product(A, lmd, k, eps=eps, degeneracy=degeneracy, xp=xp, lo=lo)
+    dlmd = xp.sum(own_columns(M, k, A, xp, lo) * A, axis=-2)
     return dlmd, dY

@@ -23,6 +23,7 @@ __all__ = [
     "DEGENERACY_MODES",
     "TAYLOR_TERMS",
     "default_eps",
+    "default_eps_factor",
     "gap_matrix",
     "gap_product",
 ]
@@ -56,13 +57,17 @@ def default_eps(lmd: Array, xp: ModuleType, degeneracy: str = "mask") -> Array:
     (ε/Δ)² for Δ ≫ ε, and no entry of F exceeds 1/(2ε), a gradient amplification of at most
     1/(2√u) ≈ 1.5e3 (float32) or 3.4e7 (float64) relative to ‖V‖/‖X‖.
     """
-    u = xp.finfo(lmd.dtype).eps
-    if degeneracy == "lorentzian":
-        factor = math.sqrt(u)
-    else:
-        factor = min(DEFAULT_EPS_FACTOR * math.sqrt(lmd.shape[-1]) * u, DEFAULT_EPS_CAP)
     scale = xp.max(xp.abs(lmd), axis=-1, keepdims=True)
-    return factor * scale[..., None]
+    return default_eps_factor(lmd.shape[-1], lmd.dtype, xp, degeneracy) * scale[..., None]
+
+
+def default_eps_factor(M: int, dtype: Any, xp: ModuleType, degeneracy: str = "mask") -> float:
+    """`default_eps` over max|λ|, for matrices of order M (the partial methods, which know the
+    spectrum's extremes but not all of it, multiply it by max(|λ_min|, |λ_max|) themselves)."""
+    u = float(xp.finfo(dtype).eps)
+    if degeneracy == "lorentzian":
+        return math.sqrt(u)
+    return min(DEFAULT_EPS_FACTOR * math.sqrt(M) * u, DEFAULT_EPS_CAP)
 
 
 def gap_threshold(lmd: Array, eps: float | None, xp: ModuleType, degeneracy: str = "mask") -> Array | float:
@@ -70,17 +75,26 @@ def gap_threshold(lmd: Array, eps: float | None, xp: ModuleType, degeneracy: str
     return default_eps(lmd, xp, degeneracy) if eps is None else eps
 
 
-def degenerate(lmd: Array, k: int, eps: float | None, xp: ModuleType) -> Array:
-    """(..., M, k) booleans: |λ_{M−k+j} − λ_i| ≤ eps (the default for "mask"), own entries included."""
-    return xp.abs(half_gaps(lmd, k)) <= gap_threshold(lmd, eps, xp) / 2
+def first_column(M: int, k: int, lo: int | None) -> int:
+    """The index of the window's first eigenpair: ``lo``, or M − k (the top k) when None.
+
+    Every function here takes the window of k selected eigenpairs, columns c(j) = lo + j of the
+    full decomposition, as (k, lo); ``lo=None`` is the top-k window.
+    """
+    return M - k if lo is None else lo
 
 
-def half_gaps(lmd: Array, k: int) -> Array:
-    """½Δ_ij = λ_{M−k+j}/2 − λ_i/2, shape (..., M, k): finite for all finite λ (Δ itself can
+def degenerate(lmd: Array, k: int, eps: float | None, xp: ModuleType, lo: int | None = None) -> Array:
+    """(..., M, k) booleans: |λ_{c(j)} − λ_i| ≤ eps (the default for "mask"), own entries included."""
+    return xp.abs(half_gaps(lmd, k, lo)) <= gap_threshold(lmd, eps, xp) / 2
+
+
+def half_gaps(lmd: Array, k: int, lo: int | None = None) -> Array:
+    """½Δ_ij = λ_{c(j)}/2 − λ_i/2, shape (..., M, k): finite for all finite λ (Δ itself can
     overflow when |λ| exceeds half the dtype's maximum), and exact for normal λ."""
-    M = lmd.shape[-1]
+    lo = first_column(lmd.shape[-1], k, lo)
     half = lmd / 2
-    return half[..., None, M - k :] - half[..., :, None]
+    return half[..., None, lo : lo + k] - half[..., :, None]
 
 
 def _device(a: Array) -> Any:
@@ -89,25 +103,28 @@ def _device(a: Array) -> Any:
     return getattr(a, "device", None)
 
 
-def index_offset(M: int, k: int, like: Array, xp: ModuleType) -> Array:
-    """(M, k) integers c(j) − i with c(j) = M − k + j: 0 on each column's own eigenvector."""
-    return (xp.arange(k, device=_device(like))[None, :] + (M - k)) - xp.arange(M, device=_device(like))[:, None]
+def index_offset(M: int, k: int, like: Array, xp: ModuleType, lo: int | None = None) -> Array:
+    """(M, k) integers c(j) − i with c(j) = lo + j: 0 on each column's own eigenvector."""
+    lo = first_column(M, k, lo)
+    return (xp.arange(k, device=_device(like))[None, :] + lo) - xp.arange(M, device=_device(like))[:, None]
 
 
-def own_columns(M: int, k: int, like: Array, xp: ModuleType) -> Array:
-    """E (M, k) with E_ij = 1 where i = M − k + j: each column's own eigenvector."""
-    return xp.eye(M, k, k=k - M, dtype=like.dtype, device=_device(like))
+def own_columns(M: int, k: int, like: Array, xp: ModuleType, lo: int | None = None) -> Array:
+    """E (M, k) with E_ij = 1 where i = c(j) = lo + j: each column's own eigenvector."""
+    return xp.eye(M, k, k=-first_column(M, k, lo), dtype=like.dtype, device=_device(like))
 
 
-def gap_matrix(lmd: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType) -> Array:
-    """F with F_ij ≈ 1/(λ_{M−k+j} − λ_i), shape (..., M, k), regularized where |Δ| ≤ eps.
+def gap_matrix(
+    lmd: Array, k: int, *, eps: float | None, degeneracy: str, xp: ModuleType, lo: int | None = None
+) -> Array:
+    """F with F_ij ≈ 1/(λ_{c(j)} − λ_i), shape (..., M, k), regularized where |Δ| ≤ eps.
 
     ``eps`` is absolute when given, `default_eps` when None. Each column's own entry
-    (i = M − k + j) is 0 in every mode. No division ever sees a zero, so F and its derivatives
+    (i = c(j)) is 0 in every mode. No division ever sees a zero, so F and its derivatives
     (double backward) stay finite.
     """
     ones = xp.ones(lmd.shape[:-1] + (lmd.shape[-1], k), dtype=lmd.dtype, device=_device(lmd))
-    return gap_product(ones, lmd, k, eps=eps, degeneracy=degeneracy, xp=xp)
+    return gap_product(ones, lmd, k, eps=eps, degeneracy=degeneracy, xp=xp, lo=lo)
 
 
 def gap_product(
@@ -120,6 +137,7 @@ def gap_product(
     xp: ModuleType,
     halve: bool = False,
     overwrite: bool = False,
+    lo: int | None = None,
 ) -> Array:
     """F ∘ P for the `gap_matrix` F (times ½ when ``halve``), P of shape (..., M, k).
 
@@ -127,7 +145,7 @@ def gap_product(
     at the end, exactly. ``overwrite`` lets the product be formed in P's memory (never under
     autograd recording).
     """
-    half = half_gaps(lmd, k)
+    half = half_gaps(lmd, k, lo)
     half_threshold = gap_threshold(lmd, eps, xp, degeneracy) / 2
     tiny = xp.abs(half) <= half_threshold  # includes each column's own entry, where Δ = 0
     scale = 0.25 if halve else 0.5  # F = 1/Δ = ½ · 1/(½Δ), and ½F when halving
@@ -140,13 +158,13 @@ def gap_product(
             return P
         return P / xp.where(tiny, math.inf, half) * scale
     M = lmd.shape[-1]
-    own = index_offset(M, k, lmd, xp) == 0
+    own = index_offset(M, k, lmd, xp, lo) == 0
     if not hasattr(half_threshold, "shape"):  # an explicit eps: an array for maximum and where
         half_threshold = xp.asarray(half_threshold, dtype=lmd.dtype, device=_device(lmd))
     if degeneracy == "lorentzian":
         F = _lorentzian(half, half_threshold, xp)
     else:
-        F = _taylor(lmd, half, tiny, half_threshold * 2, k, xp)
+        F = _taylor(lmd, half, tiny, half_threshold * 2, k, xp, lo)
     # The own entries are 0 with no dependence on λ: there Δ = λ_c − λ_c, and a derivative of
     # F through it (1/ε² for the Lorentzian) would cancel catastrophically in double backward.
     F = xp.where(own, 0.0, F * scale)
@@ -168,7 +186,7 @@ def _lorentzian(half: Array, half_threshold: Array, xp: ModuleType) -> Array:
     return a / ((a * a + b * b) * t)
 
 
-def _taylor(lmd: Array, half: Array, tiny: Array, threshold: Array, k: int, xp: ModuleType) -> Array:
+def _taylor(lmd: Array, half: Array, tiny: Array, threshold: Array, k: int, xp: ModuleType, lo: int | None) -> Array:
     # "taylor" (Wang et al., TPAMI 2021): for a same-sign pair with a the eigenvalue of larger
     # magnitude and r = b/a ∈ (0, 1], |λ_c − λ_i| = |a|(1 − r) and 1/(1 − r) ≈ Σ_{n<N} rⁿ: at
     # most N/|a| at a tie. The sign is that of c − i (eigenvalues ascend), which keeps F
@@ -176,7 +194,8 @@ def _taylor(lmd: Array, half: Array, tiny: Array, threshold: Array, k: int, xp: 
     # whose larger eigenvalue is within eps of zero are masked. The sign test compares signs
     # (a product of two small eigenvalues would underflow). Returns 2F, which the caller halves.
     M = lmd.shape[-1]
-    rows, cols = lmd[..., :, None], lmd[..., None, M - k :]
+    first = first_column(M, k, lo)
+    rows, cols = lmd[..., :, None], lmd[..., None, first : first + k]
     size = xp.maximum(xp.abs(rows), xp.abs(cols))  # |a|
     same_sign = ((rows > 0) & (cols > 0)) | ((rows < 0) & (cols < 0))
     usable = (size > threshold) & same_sign
@@ -185,7 +204,7 @@ def _taylor(lmd: Array, half: Array, tiny: Array, threshold: Array, k: int, xp: 
     series = xp.ones_like(r)
     for _ in range(TAYLOR_TERMS - 1):
         series = 1 + r * series
-    offset = index_offset(M, k, lmd, xp)  # positive above each column's own eigenvector
+    offset = index_offset(M, k, lmd, xp, lo)  # positive above each column's own eigenvector
     signed = xp.where(offset > 0, series, -series)
     exact = 1 / xp.where(tiny, math.inf, half)  # 1/(½Δ) = 2/Δ
     return xp.where(usable, (signed + signed) / size_or_inf, exact)

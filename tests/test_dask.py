@@ -284,7 +284,7 @@ def test_bad_inputs_raise_at_call_time() -> None:
         eigdiff.eigh(X, top_k=4)
     with pytest.raises(ValueError, match="degeneracy must be one of"):
         eigdiff.vjp(X, degeneracy="nope")
-    with pytest.raises(ValueError, match=r"the pullback takes cotangents for top_k = 2 eigenpairs, got K = 3"):
+    with pytest.raises(ValueError, match=r"the pullback takes cotangents for the 2 selected eigenpairs, got K = 3"):
         pullback(None, da.ones((4, 3)))
     with pytest.raises(ValueError, match="dX must have X's shape"):
         eigdiff.jvp(X, X[:2])

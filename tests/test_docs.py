@@ -110,7 +110,14 @@ def test_docs_static_artifacts_exist() -> None:
 
 
 @pytest.mark.parametrize(
-    "page", ["README.md", "docs/getting-started.md", "docs/matrix-functions.md", "docs/distributed.md"]
+    "page",
+    [
+        "README.md",
+        "docs/getting-started.md",
+        "docs/matrix-functions.md",
+        "docs/distributed.md",
+        "docs/partial-spectra.md",
+    ],
 )
 def test_python_snippets_run(page: str) -> None:
     """Every ```python block of the README and the getting-started page runs as written."""

@@ -14,7 +14,9 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _checks, _core, _functions, _small
+import numpy as np
+
+from eigdiff import _checks, _core, _functions, _methods, _small
 
 Array = Any
 
@@ -33,6 +35,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, subset",
         "matrix functions": "yes: matrix_function_vjp / _jvp",
         "autograd": "none: use vjp / jvp",
         "devices": "cpu",
@@ -42,6 +45,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full",
         "matrix functions": "yes: matrix_function_vjp / _jvp",
         "autograd": "none: use vjp / jvp",
         "devices": "cpu (its default device)",
@@ -51,6 +55,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, subset (cpu; eager reverse and forward mode)",
         "matrix functions": "yes: autograd, torch.compile",
         "autograd": "reverse, forward, double backward, torch.func, torch.compile",
         "devices": "cpu, cuda",
@@ -60,6 +65,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full",
         "matrix functions": "yes: autograd (first order exact at ties)",
         "autograd": "grad, vjp, jvp, jacfwd, jacrev, hessian, any nesting; jit, vmap (float64: jax_enable_x64)",
         "devices": "cpu (GPU where jax has one)",
@@ -69,6 +75,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes, lazy",
         "backward (backward, vjp)": "yes, lazy",
         "forward mode (jvp)": "yes, lazy",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, per chunk",
         "matrix functions": "yes, lazy: matrix_function_vjp / _jvp",
         "autograd": "none: use vjp / jvp",
         "devices": "its blocks' (NumPy: cpu; CuPy: cuda), on any Dask scheduler or cluster",
@@ -78,6 +85,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full",
         "matrix functions": "yes: matrix_function_vjp / _jvp",
         "autograd": "none: use vjp / jvp",
         "devices": "cuda",
@@ -139,10 +147,39 @@ class ArrayAPIAdapter:
         xp: ModuleType,
         check_invariance: bool = False,
         method: str = "full",
+        lo: int | None = None,
+        tol: float | None = None,
+        maxiter: int | None = None,
     ) -> tuple[Array, Array]:
-        """The top-k eigenpairs of ½(X + Xᵀ), differentiable where the library has autograd."""
+        """The top-k eigenpairs of ½(X + Xᵀ) (or the window of k from index ``lo``),
+        differentiable where the library has autograd."""
+        if method in _methods.PARTIAL:
+            window = self.window(X, xp, k, lo, eps=eps, degeneracy=degeneracy, tol=tol, maxiter=maxiter)
+            if window is not None:
+                return window.lmd, window.Y
+            method = "full"
         lmd, Y = self.decompose(X, xp, method)
-        return _core.top(lmd, Y, k, xp, copy=k < lmd.shape[-1])
+        return _core.top(lmd, Y, k, xp, copy=k < lmd.shape[-1], lo=lo)
+
+    def window(
+        self,
+        X: Array,
+        xp: ModuleType,
+        k: int,
+        lo: int | None,
+        *,
+        eps: float | None,
+        degeneracy: str,
+        tol: float | None,
+        maxiter: int | None,
+    ) -> Any:
+        """The `eigdiff._partial.Window` of k eigenpairs from ``lo`` by ``"subset"`` (NumPy
+        arrays; torch overrides), or None where the window's edge cuts a cluster (then "full")."""
+        from eigdiff import _subset
+
+        lo = X.shape[-1] - k if lo is None else lo
+        S = _core.symmetrize(np.asarray(X), np)
+        return _subset.window(S, k, lo, eps=eps, degeneracy=degeneracy, tol=tol, maxiter=maxiter)
 
     def decompose_in_domain(self, X: Array, spec: Any, xp: ModuleType, method: str = "full") -> tuple[Array, Array]:
         """`decompose`, then a ValueError if the eigenvalues leave ``spec``'s domain (where

@@ -113,14 +113,14 @@ def _blockwise(func: Callable[..., Any], signature: str, arrays: list[Array], n_
 
 def _decomposition(X: Array, method: str = "auto") -> tuple[Array, Array]:
     """The lazy full decomposition (lmd (..., M), Y (..., M, M)) of a validated dask X."""
-    return _blockwise(_eigh_block, "(m,m)->(m),(m,m)", [X], 2, top_k=None, method=method)
+    return _blockwise(_eigh_block, "(m,m)->(m),(m,m)", [X], 2, window=None, method=method)
 
 
 # Block functions: module-level so that they pickle by reference for a distributed cluster.
 
 
-def _eigh_block(X: Array, *, top_k: int | None, method: str) -> tuple[Array, Array]:
-    return eigdiff.eigh(X, top_k=top_k, method=method)
+def _eigh_block(X: Array, *, window: tuple[int, int] | None, method: str) -> tuple[Array, Array]:
+    return eigdiff.eigh(X, subset_by_index=window, method=method)
 
 
 def _jvp_block(X: Array, dX: Array, **options: Any) -> tuple[Array, Array, Array, Array]:
@@ -159,13 +159,15 @@ def _frechet_block(lmd: Array, Y: Array, G: Array, *, spec: _functions.SpectralF
 
 
 def _prepare(
-    X: Array, top_k: object, eps: object, degeneracy: object, method: object = "auto"
-) -> tuple[Array, int, int, float | None]:
+    X: Array, selection: tuple[object, object, object], eps: object, degeneracy: object, method: object = "auto"
+) -> tuple[Array, int, int, tuple[int, int] | None, float | None]:
+    """(X, M, k, the window (lo, hi) or None for all M, eps) of validated arguments."""
     X = check_array(X, "X")
     M = check_matrix_chunks(X, "X")
     eps = _checks.check_options(eps, degeneracy)
     _small.choose(method, X, M)  # a bad method raises now; "auto" is resolved per chunk, by its size
-    return X, M, _checks.check_top_k(top_k, M), eps
+    k, lo = _checks.check_selection(*selection, M)
+    return X, M, k, None if k == M else (lo, lo + k), eps
 
 
 def _top_signature(inputs: str, M: int, k: int, n_pairs: int) -> tuple[str, dict[str, int]]:
@@ -178,21 +180,22 @@ def _top_signature(inputs: str, M: int, k: int, n_pairs: int) -> tuple[str, dict
 def eigh(
     X: Array,
     *,
-    top_k: int | None = None,
+    selection: tuple[object, object, object] = (None, None, None),
     eps: float | None = None,
     degeneracy: str = "mask",
     method: str = "auto",
 ) -> tuple[Array, Array]:
-    """`eigdiff.eigh` of a dask array: lazy (lmd, Y), chunked like X along the batch axes."""
-    X, M, k, _eps = _prepare(X, top_k, eps, degeneracy, method)
+    """`eigdiff.eigh` of a dask array: lazy (lmd, Y), chunked like X along the batch axes.
+    ``selection`` is (top_k, bottom_k, subset_by_index)."""
+    X, M, k, window, _eps = _prepare(X, selection, eps, degeneracy, method)
     signature, sizes = _top_signature("(m,m)", M, k, 1)
-    return _blockwise(_eigh_block, signature, [X], 2, top_k=None if k == M else k, method=method, **sizes)
+    return _blockwise(_eigh_block, signature, [X], 2, window=window, method=method, **sizes)
 
 
 def vjp(
     X: Array,
     *,
-    top_k: int | None = None,
+    selection: tuple[object, object, object] = (None, None, None),
     eps: float | None = None,
     degeneracy: str = "mask",
     check_invariance: bool = False,
@@ -203,17 +206,17 @@ def vjp(
     The outputs and the gradient share one lazy full decomposition: compute them together
     (``dask.compute(lmd, Y, dX)``) or ``persist`` the outputs, or each ``compute`` solves again.
     """
-    X, M, k, eps = _prepare(X, top_k, eps, degeneracy, method)
+    X, M, k, window, eps = _prepare(X, selection, eps, degeneracy, method)
     lmd, Y = _decomposition(X, method)
-    outputs = (lmd, Y) if k == M else (lmd[..., M - k :], Y[..., M - k :])
-    options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance}
+    outputs = (lmd, Y) if window is None else (lmd[..., window[0] : window[1]], Y[..., window[0] : window[1]])
+    options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance, "subset_by_index": window}
 
     def pullback(V: Array | None = None, g_lmd: Array | None = None) -> Array:
         V = None if V is None else check_array(V, "V", like=X)
         g_lmd = None if g_lmd is None else check_array(g_lmd, "g_lmd", like=X)
         K = _checks.check_cotangents(Y, V, g_lmd, _checks.namespace(X))
         if (V is not None or g_lmd is not None) and K != k:
-            raise ValueError(f"the pullback takes cotangents for top_k = {k} eigenpairs, got K = {K}")
+            raise ValueError(f"the pullback takes cotangents for the {k} selected eigenpairs, got K = {K}")
         return _backward_graph(X, lmd, Y, V, g_lmd, options)
 
     return outputs, pullback
@@ -239,6 +242,7 @@ def backward(
     eps: float | None = None,
     degeneracy: str = "mask",
     check_invariance: bool = False,
+    subset_by_index: tuple[int, int] | None = None,
     xp: Any = None,
 ) -> Array:
     """`eigdiff.backward` of dask arrays: a lazy gradient chunked like ``Y``."""
@@ -250,8 +254,16 @@ def backward(
     eps = _checks.check_options(eps, degeneracy)
     _checks.check_decomposition(lmd, Y, namespace)
     check_matrix_chunks(Y, "Y")
-    _checks.check_cotangents(Y, V, g_lmd, namespace)
-    options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance}
+    K = _checks.check_cotangents(Y, V, g_lmd, namespace)
+    if subset_by_index is not None:
+        lo = _api._window_of_cotangents(subset_by_index, K, Y.shape[-1])
+        subset_by_index = (lo, lo + K)
+    options = {
+        "eps": eps,
+        "degeneracy": degeneracy,
+        "check_invariance": check_invariance,
+        "subset_by_index": subset_by_index,
+    }
     return _backward_graph(Y, lmd, Y, V, g_lmd, options)
 
 
@@ -264,16 +276,16 @@ def jvp(
     X: Array,
     dX: Array,
     *,
-    top_k: int | None = None,
+    selection: tuple[object, object, object] = (None, None, None),
     eps: float | None = None,
     degeneracy: str = "mask",
     method: str = "auto",
 ) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     """`eigdiff.jvp` of dask arrays: lazy outputs and tangents from one task per chunk."""
-    X, M, k, eps = _prepare(X, top_k, eps, degeneracy, method)
+    X, M, k, window, eps = _prepare(X, selection, eps, degeneracy, method)
     dX = _tangent(dX, X, "dX")
     signature, sizes = _top_signature("(m,m),(m,m)", M, k, 2)
-    options = {"top_k": top_k, "eps": eps, "degeneracy": degeneracy, "method": method}
+    options = {"subset_by_index": window, "eps": eps, "degeneracy": degeneracy, "method": method}
     lmd, Y, dlmd, dY = _blockwise(_jvp_block, signature, [X, dX], 4, **options, **sizes)
     return (lmd, Y), (dlmd, dY)
 

@@ -54,18 +54,23 @@ def _eigh_full_jvp(eps: float | None, degeneracy: str, method: str, primals: tup
     return (lmd, Y), _core.jvp_unchecked(lmd, Y, dX, Y.shape[-1], eps=eps, degeneracy=degeneracy, xp=jnp)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
-def eigh_top(X: Any, k: int, eps: float | None, degeneracy: str, method: str = "full") -> tuple[Any, Any]:
-    """The k largest eigenpairs, ascending: (..., k) and (..., M, k); the jvp costs O(M²k)."""
-    return _core.top(*_decompose(X, method), k, jnp)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4, 5))
+def eigh_top(
+    X: Any, k: int, eps: float | None, degeneracy: str, method: str = "full", lo: int | None = None
+) -> tuple[Any, Any]:
+    """The k largest eigenpairs (or the k from index ``lo``), ascending: (..., k) and (..., M, k);
+    the jvp costs O(M²k)."""
+    return _core.top(*_decompose(X, method), k, jnp, lo=lo)
 
 
 @eigh_top.defjvp
-def _eigh_top_jvp(k: int, eps: float | None, degeneracy: str, method: str, primals: tuple, tangents: tuple) -> tuple:
+def _eigh_top_jvp(
+    k: int, eps: float | None, degeneracy: str, method: str, lo: int | None, primals: tuple, tangents: tuple
+) -> tuple:
     (X,), (dX,) = primals, tangents
     lmd, Y = eigh_full(X, eps, degeneracy, method)
-    tangent = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=jnp)
-    return _core.top(lmd, Y, k, jnp), tangent
+    tangent = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=jnp, lo=lo)
+    return _core.top(lmd, Y, k, jnp, lo=lo), tangent
 
 
 def _in_domain(lmd: Any, spec: Any) -> None:
@@ -128,7 +133,10 @@ class JaxAdapter(ArrayAPIAdapter):
         xp: ModuleType,
         check_invariance: bool = False,
         method: str = "full",
-    ) -> tuple[Any, Any]:
+        lo: int | None = None,
+        tol: float | None = None,
+        maxiter: int | None = None,
+    ) -> tuple[Any, Any]:  # tol and maxiter: only the partial methods', which JAX arrays do not take
         if check_invariance:
             raise ValueError(
                 "check_invariance needs the cotangent, which a JAX forward-mode rule never sees: "
@@ -136,7 +144,7 @@ class JaxAdapter(ArrayAPIAdapter):
             )
         if k == X.shape[-1]:
             return eigh_full(X, eps, degeneracy, method)
-        return eigh_top(X, k, eps, degeneracy, method)
+        return eigh_top(X, k, eps, degeneracy, method, lo)
 
     def matrix_function(self, X: Any, spec: Any, xp: ModuleType, method: str = "full") -> Any:
         return matrix_function(X, spec, method)  # checks f's domain where the eigenvalues are concrete

@@ -23,21 +23,22 @@ except ImportError as exc:  # pragma: no cover - exercised only where torch is a
 import array_api_compat.torch as xp_torch
 from torch._C._functorch import TransformType
 
-from eigdiff import _core, _functions
+from eigdiff import _core, _functions, _methods
 from eigdiff.backends import ArrayAPIAdapter
 
-__all__ = ["EigenDecompositionFcn", "EighFunction", "FrechetFunction", "MatrixFunction"]
+__all__ = ["EigenDecompositionFcn", "EighFunction", "FrechetFunction", "MatrixFunction", "PartialEighFunction"]
 
 
-def _merge(top: Any, full: Any, k: int) -> Any:
-    """Gradient of the full output from that of its last-k slice and of the full output."""
+def _merge(window: Any, full: Any, k: int, lo: int) -> Any:
+    """Gradient of the full output from that of its slice of k from ``lo`` and of the full output."""
     if full is None:
-        return top
-    if top is None:
+        return window
+    if window is None:
         return full
     M = full.shape[-1]
-    pad = torch.zeros(*full.shape[:-1], M - k, dtype=full.dtype, device=full.device)
-    return full + torch.cat([pad, top], dim=-1)
+    before = torch.zeros(*full.shape[:-1], lo, dtype=full.dtype, device=full.device)
+    after = torch.zeros(*full.shape[:-1], M - lo - k, dtype=full.dtype, device=full.device)
+    return full + torch.cat([before, window, after], dim=-1)
 
 
 class EighFunction(torch.autograd.Function):
@@ -47,8 +48,9 @@ class EighFunction(torch.autograd.Function):
     backward needs (saved as outputs, so double backward differentiates through them), and
     `eigdiff.eigh` drops them. Inputs must already be validated (see `eigdiff.eigh`).
 
-    ``apply(X, k, eps, degeneracy, check_invariance=False)``: X (..., M, M) float32/float64,
-    k in [1, M]; returns (lmd (..., k), Y (..., M, k)) and, for k < M, the full lmd and Y.
+    ``apply(X, k, eps, degeneracy, check_invariance=False, method="full", lo=None)``: X (..., M, M)
+    float32/float64, k in [1, M]; returns the k eigenpairs from index ``lo`` (None: the top k),
+    (lmd (..., k), Y (..., M, k)), and, for k < M, the full lmd and Y.
 
     Examples
     --------
@@ -71,33 +73,39 @@ class EighFunction(torch.autograd.Function):
         degeneracy: str,
         check_invariance: bool = False,
         method: str = "full",
+        lo: int | None = None,
     ) -> tuple[torch.Tensor, ...]:
         lmd, Y = ArrayAPIAdapter.decompose(ADAPTER, X, xp_torch, method)  # already without grad here
         M = X.shape[-1]
         if k == M:
             return lmd, Y
-        return lmd[..., M - k :].clone(), Y[..., M - k :].clone(), lmd, Y
+        lo = M - k if lo is None else lo
+        return lmd[..., lo : lo + k].clone(), Y[..., lo : lo + k].clone(), lmd, Y
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _, k, eps, degeneracy, check_invariance = inputs[:5]
+        X, k, eps, degeneracy, check_invariance = inputs[:5]
+        lo = inputs[6] if len(inputs) > 6 else None
         lmd, Y = output[-2:]
         ctx.k, ctx.eps, ctx.degeneracy, ctx.check_invariance = k, eps, degeneracy, check_invariance
+        ctx.lo = X.shape[-1] - k if lo is None else lo
         ctx.save_for_backward(lmd, Y)
         ctx.save_for_forward(lmd, Y)
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None, None, None, None]:  # type: ignore[override]
+    def backward(
+        ctx: Any, *grads: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, None, None, None, None, None, None]:  # type: ignore[override]
         lmd, Y = ctx.saved_tensors
-        k, M = ctx.k, Y.shape[-1]
+        k, M, lo = ctx.k, Y.shape[-1], ctx.lo
         g_lmd, V = grads[0], grads[1]
         if len(grads) == 4:  # k < M: fold in gradients that reached the full outputs
-            g_lmd, V = _merge(g_lmd, grads[2], k), _merge(V, grads[3], k)
+            g_lmd, V = _merge(g_lmd, grads[2], k, lo), _merge(V, grads[3], k, lo)
             if grads[2] is not None or grads[3] is not None:
-                k = M
+                k, lo = M, 0
         if g_lmd is None and V is None:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         dX = _core.backward_unchecked(
             lmd,
             Y,
@@ -109,18 +117,78 @@ class EighFunction(torch.autograd.Function):
             check_invariance=ctx.check_invariance,
             overwrite=ADAPTER.may_overwrite(lmd, Y, V, g_lmd),
             xp=xp_torch,
+            lo=lo,
         )
-        return dX, None, None, None, None, None
+        return dX, None, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx: Any, dX: torch.Tensor, *_: Any) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         lmd, Y = ctx.saved_tensors
-        k, M = ctx.k, Y.shape[-1]
+        k, M, lo = ctx.k, Y.shape[-1], ctx.lo
         if k == M:
             return _core.jvp_unchecked(lmd, Y, dX, M, eps=ctx.eps, degeneracy=ctx.degeneracy, xp=xp_torch)
-        # The full outputs need their tangents too; the top-k ones are their last k columns.
+        # The full outputs need their tangents too; the window's are their columns lo..lo+k-1.
         dlmd, dY = _core.jvp_unchecked(lmd, Y, dX, M, eps=ctx.eps, degeneracy=ctx.degeneracy, xp=xp_torch)
-        return dlmd[..., M - k :], dY[..., M - k :], dlmd, dY
+        return dlmd[..., lo : lo + k], dY[..., lo : lo + k], dlmd, dY
+
+
+def _numpy(t: torch.Tensor | None) -> Any:
+    return None if t is None else t.detach().numpy()
+
+
+class TorchWindow:
+    """A `eigdiff._partial.Window` computed on NumPy views of CPU tensors, seen as tensors."""
+
+    def __init__(self, window: Any) -> None:
+        self.window = window
+        self.lmd, self.Y = torch.from_numpy(window.lmd), torch.from_numpy(window.Y)
+
+    def backward(self, V: Any, g_lmd: Any, *, check_invariance: bool = False) -> torch.Tensor:
+        return torch.from_numpy(self.window.backward(_numpy(V), _numpy(g_lmd), check_invariance=check_invariance))
+
+    def jvp(self, dX: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dlmd, dY = self.window.jvp(_numpy(dX))
+        return torch.from_numpy(dlmd), torch.from_numpy(dY)
+
+
+class PartialEighFunction(torch.autograd.Function):
+    """(lmd_W, Y_W) of a window computed by a partial method (``"subset"``), with the
+    projected-solve backward and jvp (`eigdiff._partial`).
+
+    ``apply(X, window, check_invariance)`` with ``window`` a `TorchWindow` of X, computed
+    beforehand (`TorchAdapter.window`): the Function keeps it (the tridiagonal form and the k
+    pairs: O(M² + Mk) memory, no full Y). Reverse and forward mode and gradcheck work; double
+    backward, vmap and torch.compile do not (the backward runs LAPACK on NumPy views) and
+    raise, naming ``method="full"``.
+    """
+
+    @staticmethod
+    def forward(X: torch.Tensor, window: Any, check_invariance: bool) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return window.lmd.clone(), window.Y.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.window, ctx.check_invariance = inputs[1], inputs[2]
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, g_lmd: Any, V: Any) -> tuple[Any, None, None]:  # type: ignore[override]
+        if torch.is_grad_enabled():  # create_graph=True: a graph of this backward is wanted
+            raise NotImplementedError(_PARTIAL_LIMITS)
+        if g_lmd is None and V is None:
+            return None, None, None
+        return ctx.window.backward(V, g_lmd, check_invariance=ctx.check_invariance), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, dX: torch.Tensor, *_: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return ctx.window.jvp(dX)
+
+
+_PARTIAL_LIMITS = (
+    "method='subset' runs LAPACK through SciPy on NumPy views of the tensors, so it supports eager reverse "
+    "and forward mode (backward, autograd.grad, gradcheck, forward_ad) but not double backward, vmap, "
+    "torch.func transforms or torch.compile; use method='full' there"
+)
 
 
 class CompilableEighFunction(EighFunction):
@@ -283,6 +351,12 @@ class TorchAdapter(ArrayAPIAdapter):
         with torch.no_grad():
             return super().decompose(X, xp, method)
 
+    def window(self, X: Any, xp: ModuleType, k: int, lo: int | None, **options: Any) -> TorchWindow | None:
+        if torch.compiler.is_compiling() or _transformed(X):
+            raise NotImplementedError(_PARTIAL_LIMITS)
+        window = super().window(X.detach(), xp, k, lo, **options)  # NumPy views of X's memory
+        return None if window is None else TorchWindow(window)
+
     def eigh(
         self,
         X: Any,
@@ -293,15 +367,25 @@ class TorchAdapter(ArrayAPIAdapter):
         xp: ModuleType,
         check_invariance: bool = False,
         method: str = "full",
+        lo: int | None = None,
+        tol: float | None = None,
+        maxiter: int | None = None,
     ) -> tuple[Any, Any]:
+        if method in _methods.PARTIAL:
+            window = self.window(X, xp, k, lo, eps=eps, degeneracy=degeneracy, tol=tol, maxiter=maxiter)
+            if window is not None:
+                if not _differentiable(X):
+                    return window.lmd, window.Y
+                return PartialEighFunction.apply(X, window, check_invariance)  # type: ignore[no-any-return]
+            method = "full"
         if torch.compiler.is_compiling():
-            out = CompilableEighFunction.apply(X, k, eps, degeneracy, check_invariance, method)
+            out = CompilableEighFunction.apply(X, k, eps, degeneracy, check_invariance, method, lo)
             return out[0], out[1]
         if not _differentiable(X):  # no graph to build: skip the Function's per-call overhead
             lmd, Y = self.decompose(X, xp, method)
-            return _core.top(lmd, Y, k, xp, copy=k < X.shape[-1])
+            return _core.top(lmd, Y, k, xp, copy=k < X.shape[-1], lo=lo)
         _refuse_nested_forward_mode()
-        out = EighFunction.apply(X, k, eps, degeneracy, check_invariance, method)
+        out = EighFunction.apply(X, k, eps, degeneracy, check_invariance, method, lo)
         return out[0], out[1]
 
     def matrix_function(self, X: Any, spec: Any, xp: ModuleType, method: str = "full") -> Any:
