@@ -44,7 +44,7 @@ def _prepare(
         k,
         lo,
         eps,
-        _methods.choose(method, X, M, k, traced=not adapter.check_values(X), degeneracy=degeneracy),
+        _methods.choose(method, X, M, k, lo=lo, traced=not adapter.check_values(X), degeneracy=degeneracy),
     )
 
 
@@ -97,21 +97,25 @@ def eigh(
         torch: have the backward warn (`DegenerateGradientWarning`) when the incoming
         gradient is not invariant within a degenerate eigenspace. Other libraries have no
         backward here; pass it to `vjp` or `backward` instead.
-    method : {"auto", "full", "small", "subset"}, keyword-only
+    method : {"auto", "full", "small", "subset", "krylov"}, keyword-only
         The forward's eigensolver: ``"full"``, the array library's own eigh (LAPACK,
         cuSOLVER); ``"small"``, eigdiff's batched solver for M ≤ 3 from elementwise
         operations (faster on large stacks of 2×2 and 3×3 matrices; accurate to 16 u‖X‖
         also at ties; see the performance docs page); ``"subset"``, for a window of k < M
         eigenpairs: LAPACK's tridiagonal subset route through SciPy (NumPy arrays and CPU
         torch tensors), whose backward solves for the rest of the spectrum's contribution
-        instead of computing it (see the partial-spectra docs page); ``"auto"``, the small
+        instead of computing it; ``"krylov"``, for a window at either end: restarted block
+        Krylov iteration on every array-API library (GPUs included), fast on decaying
+        spectra, with the same backward (see the partial-spectra docs page); ``"auto"``, the small
         solver or ``"subset"`` where they were measured faster (``eigdiff._small.AUTO_MIN_BATCH``,
         ``eigdiff._methods.AUTO_SUBSET``), the full one elsewhere. Eigenvector signs, and
         bases inside tied eigenspaces, may differ between methods.
     tol, maxiter : float in (0, 1) and int ≥ 1, or None, keyword-only
-        The relative residual and iteration cap of the ``"subset"`` backward's iterative
-        solve (defaults u^(3/4) and 4M + 100); it raises `eigdiff.ConvergenceError` rather
-        than return an unconverged gradient. Unused by the other methods.
+        The relative residual (default u^(3/4)) and iteration cap of the partial methods'
+        iterations: for ``"krylov"`` the forward's (cap: 200 restarts; its backward's solve
+        takes ``tol``), for ``"subset"`` the backward's solve (cap: 4M + 100). They raise
+        `eigdiff.ConvergenceError` rather than return unconverged results. Unused by the
+        other methods.
 
     Returns
     -------
@@ -133,7 +137,10 @@ def eigh(
         [1, M], ``subset_by_index`` not a window 0 ≤ lo < hi ≤ M, or more than one of the
         three given; unknown ``degeneracy``; negative, infinite or non-scalar ``eps``; an unknown
         ``method``, ``"small"`` for M > 3, ``"subset"`` for arrays other than NumPy's and CPU
-        torch tensors, or with ``degeneracy="taylor"``; a bad ``tol`` or ``maxiter``.
+        torch tensors, ``"krylov"`` for JAX or an interior window, either with
+        ``degeneracy="taylor"``; a bad ``tol`` or ``maxiter``.
+    ConvergenceError
+        ``"krylov"``: the forward did not converge within ``maxiter`` restarts.
     TypeError
         ``X`` is not a dense array (a list, ``np.matrix``, a masked or sparse array), or is
         integer, bool, float16, bfloat16 or complex; ``top_k``, ``bottom_k`` or the entries of
@@ -141,8 +148,8 @@ def eigh(
     NotImplementedError
         torch: nested forward-mode transforms (``jacfwd(jacfwd(f))``), where torch 2.13
         returns zeros for custom autograd Functions; use ``hessian`` or ``jacrev`` instead.
-        torch with ``"subset"``: ``vmap``, ``torch.compile`` and double backward (its
-        backward runs LAPACK on NumPy views); use ``"full"`` there.
+        torch with ``"subset"`` or ``"krylov"``: ``vmap``, ``torch.func`` transforms,
+        ``torch.compile`` and double backward; use ``"full"`` there.
 
     Examples
     --------
@@ -365,7 +372,7 @@ def vjp(
         return _dask().vjp(X, selection=selection, **options)  # type: ignore[no-any-return]
     X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
     solver = _solver_options(method, degeneracy, tol, maxiter)
-    window = adapter.window(X, xp, k, lo, eps=eps, degeneracy=degeneracy, **solver) if solver else None
+    window = adapter.window(X, xp, k, lo, method=method, eps=eps, degeneracy=degeneracy, **solver) if solver else None
     if window is not None:
         lmd, Y = window.lmd, window.Y
         outputs = (xp.asarray(lmd, copy=True), xp.asarray(Y, copy=True))
@@ -444,7 +451,7 @@ def jvp(
     X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
     solver = _solver_options(method, degeneracy, tol, maxiter)
     dX = _check_like_X(dX, "dX", X, adapter, xp)
-    window = adapter.window(X, xp, k, lo, eps=eps, degeneracy=degeneracy, **solver) if solver else None
+    window = adapter.window(X, xp, k, lo, method=method, eps=eps, degeneracy=degeneracy, **solver) if solver else None
     if window is not None:
         with adapter.on_device(X):
             tangents = window.jvp(dX)

@@ -5,6 +5,8 @@
 - ``"subset"``: LAPACK's tridiagonal subset route through SciPy for a window of k < M
   eigenpairs (`eigdiff._subset`), with the projected-solve backward (`eigdiff._partial`):
   NumPy arrays and CPU torch tensors;
+- ``"krylov"``: restarted block Krylov iteration in the array API (`eigdiff._krylov`) for a
+  window at either end of the spectrum, with the same backward: every library but JAX and Dask;
 - ``"auto"``: `choose`.
 """
 
@@ -17,10 +19,10 @@ from eigdiff._checks import library
 
 Array = Any
 
-METHODS = ("auto", "full", "small", "subset")
+METHODS = ("auto", "full", "small", "subset", "krylov")
 
 #: The methods that compute a window without the full decomposition.
-PARTIAL = ("subset",)
+PARTIAL = ("subset", "krylov")
 
 #: ``"auto"`` takes ``"subset"`` for one matrix (or a batch) of order M ≥ ``min_M`` when the
 #: window holds at most ``max_fraction`` of the spectrum, per library, on the CPU. Measured by
@@ -37,7 +39,16 @@ def _subset_applies(X: Array) -> bool:
     return library(X) in ("numpy", "torch") and _small.on_cpu(X)
 
 
-def choose(method: object, X: Array, M: int, k: int, *, traced: bool = False, degeneracy: object = "mask") -> str:
+def choose(
+    method: object,
+    X: Array,
+    M: int,
+    k: int,
+    *,
+    lo: int | None = None,
+    traced: bool = False,
+    degeneracy: object = "mask",
+) -> str:
     """Resolve ``method`` for a window of k of M eigenpairs of X (..., M, M) to "full", "small"
     or "subset", or raise a ValueError that names the methods that apply. ``traced``: X is
     inside a transform or compiled code, where ``"auto"`` never picks ``"subset"`` (nor for
@@ -52,6 +63,8 @@ def choose(method: object, X: Array, M: int, k: int, *, traced: bool = False, de
                 f"(or 'small' for M <= 3)"
             )
         return "full" if k == M else "subset"
+    if method == "krylov":
+        return _choose_krylov(X, M, k, M - k if lo is None else lo)
     if method != "auto":
         return _small.choose(method, X, M)
     chosen = _small.choose("auto", X, M)
@@ -68,6 +81,25 @@ def choose(method: object, X: Array, M: int, k: int, *, traced: bool = False, de
         if M >= min_M and k <= max_fraction * M and _scipy_present():
             return "subset"
     return chosen
+
+
+def _choose_krylov(X: Array, M: int, k: int, lo: int) -> str:
+    from eigdiff import _krylov
+
+    if library(X) in ("jax", "dask"):
+        raise ValueError(
+            f"method='krylov' is not wired into {library(X)} arrays (their adapters differentiate the full "
+            f"decomposition); use method='full' or 'auto'"
+        )
+    if k == M:
+        return "full"
+    if lo != 0 and lo + k != M:
+        raise ValueError(
+            f"method='krylov' finds windows at either end of the spectrum (top_k, bottom_k, or subset_by_index "
+            f"starting at 0 or ending at M = {M}), got the interior window ({lo}, {lo + k}); use method='subset' "
+            f"(NumPy, CPU torch) or 'full'"
+        )
+    return "krylov" if _krylov.fits(M, k) else "full"
 
 
 def _scipy_present() -> bool:

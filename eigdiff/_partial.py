@@ -252,6 +252,8 @@ class Window:
     scale; ``tol`` and ``maxiter``: the solve's.
     """
 
+    method = "krylov"  # the method that made it, for messages ("subset" windows are wrapped)
+
     def __init__(
         self,
         lmd: Array,
@@ -280,3 +282,54 @@ class Window:
         """(dλ_W, dY_W) along dX (..., M, M)."""
         dS_Y = (dX @ self.Y + dX.mT @ self.Y) / 2
         return partial_jvp(self.op, self.lmd, self.Y, dS_Y, xp=self.xp, **self.options)
+
+
+def make_window(
+    lmd: Array,
+    Y: Array,
+    guards: Array,
+    extremes: Array,
+    op: Operator,
+    *,
+    M: int,
+    lo: int,
+    eps: float | None,
+    degeneracy: str,
+    tol: float | None,
+    maxiter: int | None,
+    xp: ModuleType,
+) -> Window | None:
+    """The `Window` of a partial forward's results, or None (after a `DegenerateGradientWarning`)
+    where an unselected eigenvalue lies within the gap threshold of the window's edge: there the
+    edge eigenvectors are not determined by the window and the projected operator is singular,
+    so the caller computes the window with ``"full"``, whose gradient masks that tie.
+
+    ``guards`` (..., 2): the eigenvalues just outside the window (±inf where it reaches an end);
+    ``extremes`` (..., 2): the spectrum's smallest and largest, for the default threshold
+    `eigdiff._gaps.default_eps_factor` · max(|λ_min|, |λ_max|) (the full path's).
+    """
+    import warnings
+
+    from eigdiff._core import DegenerateGradientWarning
+    from eigdiff._gaps import default_eps_factor
+
+    k = lmd.shape[-1]
+    if eps is None:
+        scale = xp.max(xp.abs(extremes), axis=-1)[..., None, None]
+        threshold: Any = default_eps_factor(M, lmd.dtype, xp, degeneracy) * scale
+        edge_threshold = threshold[..., 0]
+    else:
+        threshold = edge_threshold = eps
+    edge_gaps = xp.stack([lmd[..., 0] - guards[..., 0], guards[..., 1] - lmd[..., -1]], axis=-1)
+    if bool(xp.any(edge_gaps <= edge_threshold)):
+        warnings.warn(
+            f"the selected window (eigenpairs {lo} <= i < {lo + k}) has an unselected eigenvalue within the gap "
+            f"threshold of its edge (smallest edge gap {float(xp.min(edge_gaps)):.3g}): the eigenvectors at the edge "
+            f"are not determined by the window and the projected solve would be singular, so method='full' is used "
+            f"instead (its gradient masks that tie)",
+            DegenerateGradientWarning,
+            stacklevel=5,
+        )
+        return None
+    tol = default_tol(lmd.dtype, xp) if tol is None else tol
+    return Window(lmd, Y, op, eps=threshold, degeneracy=degeneracy, tol=tol, maxiter=maxiter, xp=xp)

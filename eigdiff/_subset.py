@@ -133,7 +133,9 @@ def decompose(S: Array, lo: int, hi: int) -> tuple[Array, Array, Array, Array, T
     g_lo, g_hi = max(lo - 1, 0), min(hi + 1, M)  # the window with one guard on each side
     for b in range(count):
         lwork = max(1, 64 * M)
-        c, d, e, tau, info = sytrd(flat[b], lower=1, lwork=lwork, overwrite_a=1)
+        # S is symmetric, so its C-ordered memory read as a Fortran array (the transpose) is S
+        # again: passing flat[b].T lets LAPACK work in place instead of f2py copying.
+        c, d, e, tau, info = sytrd(flat[b].T, lower=1, lwork=lwork, overwrite_a=1)
         if info != 0:  # pragma: no cover - LAPACK argument errors only
             raise RuntimeError(f"LAPACK ?sytrd failed with info = {info}")
         reflectors.append(np.asfortranarray(c[1:, : M - 1]))
@@ -173,45 +175,18 @@ def window(
     S: Array, k: int, lo: int, *, eps: float | None, degeneracy: str, tol: float | None, maxiter: int | None
 ) -> Any:
     """The `eigdiff._partial.Window` of the k eigenpairs from ``lo`` of symmetric S (overwritten),
-    or None when the window's edge cuts a cluster (a gap to the first unselected eigenvalue at or
-    below the threshold), after a `DegenerateGradientWarning`: the caller then takes ``"full"``."""
-    import warnings
-
+    or None where the window's edge cuts a cluster (see `eigdiff._partial.make_window`)."""
     import array_api_compat.numpy as xp
 
-    from eigdiff._core import DegenerateGradientWarning
-    from eigdiff._gaps import default_eps_factor
-    from eigdiff._partial import Window, default_tol
+    from eigdiff._partial import make_window
 
     M = S.shape[-1]
     lmd, Y, guards, extremes, op = decompose(S, lo, lo + k)
-    if eps is None:
-        scale = np.max(np.abs(extremes), axis=-1)[..., None, None]
-        threshold: Any = default_eps_factor(M, S.dtype, xp, degeneracy) * scale
-    else:
-        threshold = eps
-    edge_gaps = np.stack([lmd[..., 0] - guards[..., 0], guards[..., 1] - lmd[..., -1]], axis=-1)
-    if np.any(edge_gaps <= np.reshape(threshold, np.shape(threshold)[:-1])):
-        warnings.warn(
-            f"the selected window (eigenpairs {lo} <= i < {lo + k}) has an unselected eigenvalue within the gap "
-            f"threshold of its edge (smallest edge gap {float(np.min(edge_gaps)):.3g}): the eigenvectors at the edge "
-            f"are not determined by the window and the projected solve would be singular, so method='full' is used "
-            f"instead (its gradient masks that tie)",
-            DegenerateGradientWarning,
-            stacklevel=4,
-        )
-        return None
-    if lo + k == M and lo > 0:  # a top window: M = σ − T with σ above λ_max by the edge gap
-        op.set_preconditioner(extremes[..., 1] + (lmd[..., 0] - guards[..., 0]), 1.0)
-    elif lo == 0 and k < M:  # a bottom window: M = T − σ with σ below λ_min by the edge gap
-        op.set_preconditioner(extremes[..., 0] - (guards[..., 1] - lmd[..., -1]), -1.0)
-    return Window(
-        lmd,
-        Y,
-        op,
-        eps=threshold,
-        degeneracy=degeneracy,
-        tol=default_tol(S.dtype, xp) if tol is None else tol,
-        maxiter=maxiter,
-        xp=xp,
-    )
+    options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": maxiter}
+    result = make_window(lmd, Y, guards, extremes, op, M=M, lo=lo, xp=xp, **options)
+    if result is not None:
+        if lo + k == M and lo > 0:  # a top window: M = σ − T with σ above λ_max by the edge gap
+            op.set_preconditioner(extremes[..., 1] + (lmd[..., 0] - guards[..., 0]), 1.0)
+        elif lo == 0 and k < M:  # a bottom window: M = T − σ with σ below λ_min by the edge gap
+            op.set_preconditioner(extremes[..., 0] - (guards[..., 1] - lmd[..., -1]), -1.0)
+    return result

@@ -73,3 +73,10 @@ def test_partial_spectra_claims(backend: Backend) -> None:
     else:
         with pytest.raises(ValueError, match="method='subset' runs LAPACK through SciPy"):
             eigdiff.eigh(X, bottom_k=2, method="subset")
+    Z = backend.asarray(np.diag(np.arange(1.0, 21.0)))  # room for a Krylov space
+    if "krylov" in methods:
+        lmd, _ = eigdiff.eigh(Z, top_k=2, method="krylov")
+        np.testing.assert_allclose(backend.to_numpy(lmd), [19.0, 20.0], rtol=1e-10)
+    else:
+        with pytest.raises(ValueError, match="method='krylov' is not wired into"):
+            eigdiff.eigh(Z, top_k=2, method="krylov")

@@ -172,7 +172,8 @@ def test_dask_window_matches_numpy() -> None:
         ({"bottom_k": 1, "method": "subset", "tol": 0.0}, ValueError, "tol must be a finite positive"),
         ({"bottom_k": 1, "method": "subset", "tol": 1.0}, ValueError, r"tol must be in \(0, 1\)"),
         ({"bottom_k": 1, "method": "subset", "maxiter": 0}, ValueError, "maxiter must be a positive integer"),
-        ({"bottom_k": 1, "method": "krylov"}, ValueError, "method must be one of"),
+        ({"bottom_k": 1, "method": "lanczos"}, ValueError, "method must be one of"),
+        ({"subset_by_index": (1, 3), "method": "krylov"}, ValueError, "method='krylov' finds windows at either end"),
     ],
 )
 def test_bad_selections_raise(kwargs: dict, error: type, match: str) -> None:
@@ -327,3 +328,100 @@ def test_auto_picks_subset_only_where_measured() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _methods.choose("auto", np.zeros((4, 4)), 4, 1) == "full"
+
+
+# ---------------------------------------------------------------------------- method="krylov"
+
+
+@st.composite
+def end_windows(draw: st.DrawFn) -> tuple:
+    """(X (B, M, M), lo, hi): M in [24, 48], gaps ≥ 0.1 (at most 2), a window of 1-4 at either end."""
+    M = draw(st.integers(24, 48), label="M")
+    batch = draw(st.integers(1, 2), label="batch")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    lmd = np.cumsum(rng.uniform(0.1, 2.0, size=(batch, M)), axis=-1) - rng.uniform(0, 2 * M, size=(batch, 1))
+    k = draw(st.integers(1, 4), label="k")
+    lo = draw(st.sampled_from([0, M - k]), label="lo")
+    return matrix_from_spectrum(lmd, rng), lo, lo + k
+
+
+@settings(max_examples=25)
+@given(problem=end_windows())
+def test_krylov_matches_full(backend: Backend, problem: tuple) -> None:
+    """Every backend: values, vectors (up to sign), gradient and tangents of "krylov" against
+    "full" in float64 to 1e-8 of their scale (module docstring; the forward's residual tolerance
+    u^(3/4) over gaps ≥ 0.1 on spectra of scale ≤ 100)."""
+    if backend.name.startswith("jax"):
+        pytest.skip("method='krylov' is not wired into JAX arrays (tested to raise below)")
+    X, lo, hi = problem
+    Xb = backend.asarray(X)
+    selection = {"subset_by_index": (lo, hi)}
+    (l_f, Y_f), pb_f = eigdiff.vjp(Xb, method="full", **selection)
+    (l_k, Y_k), pb_k = eigdiff.vjp(Xb, method="krylov", **selection)
+    l_f, Y_f, l_k, Y_k = (backend.to_numpy(t) for t in (l_f, Y_f, l_k, Y_k))
+    np.testing.assert_allclose(l_k, l_f, atol=1e-8 * np.abs(l_f).max())
+    sign = np.sign(np.sum(Y_f * Y_k, axis=-2, keepdims=True))
+    np.testing.assert_allclose(Y_k * sign, Y_f, atol=1e-8)
+    rng = np.random.default_rng(0)
+    V, g = rng.standard_normal(Y_f.shape), rng.standard_normal(l_f.shape)
+    G_f = backend.to_numpy(pb_f(backend.asarray(V), backend.asarray(g)))
+    G_k = backend.to_numpy(pb_k(backend.asarray(V * sign), backend.asarray(g)))
+    np.testing.assert_allclose(G_k, G_f, atol=1e-8 * np.abs(G_f).max())
+    dX = backend.asarray(random_symmetric(X.shape, rng))
+    (_, _), (dl_f, dY_f) = eigdiff.jvp(Xb, dX, method="full", **selection)
+    (_, _), (dl_k, dY_k) = eigdiff.jvp(Xb, dX, method="krylov", **selection)
+    dY_f = backend.to_numpy(dY_f)
+    np.testing.assert_allclose(backend.to_numpy(dl_k), backend.to_numpy(dl_f), atol=1e-8 * (1 + np.abs(dY_f).max()))
+    np.testing.assert_allclose(backend.to_numpy(dY_k) * sign, dY_f, atol=1e-8 * (1 + np.abs(dY_f).max()))
+
+
+def test_krylov_is_deterministic_and_small_problems_take_full() -> None:
+    rng = np.random.default_rng(12)
+    X = random_symmetric((80, 80), rng)
+    a, b = eigdiff.eigh(X, top_k=3, method="krylov"), eigdiff.eigh(X, top_k=3, method="krylov")
+    np.testing.assert_array_equal(a[1], b[1])
+    assert _methods.choose("krylov", X, 80, 3, lo=77) == "krylov"
+    assert _methods.choose("krylov", X[:8, :8], 8, 3, lo=5) == "full"  # no room for a Krylov space
+
+
+def test_krylov_float32_matches_full() -> None:
+    """float32: 1e-4 of the scale for gaps ≥ 0.1 (tolerance u^(3/4) ≈ 6e-6 times conditions ≤ 10)."""
+    rng = np.random.default_rng(13)
+    lmd = np.concatenate([np.linspace(-5.0, 0.0, 60), [2.0, 3.0, 4.0]])
+    X = matrix_from_spectrum(lmd, rng).astype(np.float32)
+    (l_f, Y_f), pb_f = eigdiff.vjp(X, top_k=3, method="full")
+    (l_k, Y_k), pb_k = eigdiff.vjp(X, top_k=3, method="krylov")
+    sign = np.sign(np.sum(Y_f * Y_k, axis=-2, keepdims=True))
+    np.testing.assert_allclose(l_k, l_f, atol=1e-4 * 5)
+    V = rng.standard_normal(Y_f.shape).astype(np.float32)
+    G_f = pb_f(V)
+    np.testing.assert_allclose(pb_k(V * sign), G_f, atol=1e-4 * np.abs(G_f).max())
+
+
+def test_krylov_raises_convergence_error_and_refuses_jax() -> None:
+    rng = np.random.default_rng(14)
+    X = random_symmetric((100, 100), rng)
+    with pytest.raises(
+        eigdiff.ConvergenceError, match=r"largest 2 eigenpairs stopped after 1 restarts at relative residual"
+    ):
+        eigdiff.eigh(X, top_k=2, method="krylov", maxiter=1)
+    jnp = pytest.importorskip("jax.numpy")
+    with pytest.raises(ValueError, match="method='krylov' is not wired into jax arrays"):
+        eigdiff.eigh(jnp.asarray(X), top_k=2, method="krylov")
+
+
+def test_krylov_torch_autograd() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(15)
+    lmd = np.concatenate([np.linspace(-3.0, 0.0, 14), [1.0, 2.0]])  # M = 16: the smallest with a Krylov space
+    X = torch.tensor(matrix_from_spectrum(lmd, rng), requires_grad=True)
+    assert _methods.choose("krylov", X, 16, 2) == "krylov"
+
+    def f(Z):
+        lmd, Y = eigdiff.eigh(Z, top_k=2, method="krylov")
+        return lmd, Y * Y
+
+    assert torch.autograd.gradcheck(f, (X,), atol=1e-6)
+    assert torch.autograd.gradcheck(lambda Z: f(Z)[1], (X,), atol=1e-6, check_forward_ad=True, check_backward_ad=False)
+    with pytest.raises(NotImplementedError, match="method='krylov'.*use method='full' there"):
+        torch.func.grad(lambda Z: eigdiff.eigh(Z, top_k=2, method="krylov")[0].sum())(X.detach())

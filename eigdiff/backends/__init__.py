@@ -35,7 +35,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
-        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, subset",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, subset, krylov",
         "matrix functions": "yes: matrix_function_vjp / _jvp",
         "autograd": "none: use vjp / jvp",
         "devices": "cpu",
@@ -45,7 +45,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
-        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, krylov",
         "matrix functions": "yes: matrix_function_vjp / _jvp",
         "autograd": "none: use vjp / jvp",
         "devices": "cpu (its default device)",
@@ -55,7 +55,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
-        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, subset (cpu; eager reverse and forward mode)",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, subset (cpu), krylov (eager reverse and forward mode)",
         "matrix functions": "yes: autograd, torch.compile",
         "autograd": "reverse, forward, double backward, torch.func, torch.compile",
         "devices": "cpu, cuda",
@@ -85,7 +85,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
-        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, krylov",
         "matrix functions": "yes: matrix_function_vjp / _jvp",
         "autograd": "none: use vjp / jvp",
         "devices": "cuda",
@@ -154,7 +154,8 @@ class ArrayAPIAdapter:
         """The top-k eigenpairs of ½(X + Xᵀ) (or the window of k from index ``lo``),
         differentiable where the library has autograd."""
         if method in _methods.PARTIAL:
-            window = self.window(X, xp, k, lo, eps=eps, degeneracy=degeneracy, tol=tol, maxiter=maxiter)
+            options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": maxiter}
+            window = self.window(X, xp, k, lo, method=method, **options)
             if window is not None:
                 return window.lmd, window.Y
             method = "full"
@@ -168,18 +169,24 @@ class ArrayAPIAdapter:
         k: int,
         lo: int | None,
         *,
+        method: str,
         eps: float | None,
         degeneracy: str,
         tol: float | None,
         maxiter: int | None,
     ) -> Any:
-        """The `eigdiff._partial.Window` of k eigenpairs from ``lo`` by ``"subset"`` (NumPy
-        arrays; torch overrides), or None where the window's edge cuts a cluster (then "full")."""
-        from eigdiff import _subset
+        """The `eigdiff._partial.Window` of k eigenpairs from ``lo`` by a partial ``method``:
+        ``"subset"`` (NumPy arrays; torch overrides) or ``"krylov"`` (in X's namespace), or None
+        where the window's edge cuts a cluster (then "full")."""
+        from eigdiff import _krylov, _subset
 
         lo = X.shape[-1] - k if lo is None else lo
+        options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": maxiter}
+        if method == "krylov":
+            with self.on_device(X):
+                return _krylov.window(_core.symmetrize(X, xp), k, lo, xp=xp, **options)
         S = _core.symmetrize(np.asarray(X), np)
-        return _subset.window(S, k, lo, eps=eps, degeneracy=degeneracy, tol=tol, maxiter=maxiter)
+        return _subset.window(S, k, lo, **options)
 
     def decompose_in_domain(self, X: Array, spec: Any, xp: ModuleType, method: str = "full") -> tuple[Array, Array]:
         """`decompose`, then a ValueError if the eigenvalues leave ``spec``'s domain (where

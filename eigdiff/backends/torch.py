@@ -139,6 +139,8 @@ def _numpy(t: torch.Tensor | None) -> Any:
 class TorchWindow:
     """A `eigdiff._partial.Window` computed on NumPy views of CPU tensors, seen as tensors."""
 
+    method = "subset"
+
     def __init__(self, window: Any) -> None:
         self.window = window
         self.lmd, self.Y = torch.from_numpy(window.lmd), torch.from_numpy(window.Y)
@@ -174,7 +176,7 @@ class PartialEighFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g_lmd: Any, V: Any) -> tuple[Any, None, None]:  # type: ignore[override]
         if torch.is_grad_enabled():  # create_graph=True: a graph of this backward is wanted
-            raise NotImplementedError(_PARTIAL_LIMITS)
+            raise NotImplementedError(_PARTIAL_LIMITS.format(method=ctx.window.method))
         if g_lmd is None and V is None:
             return None, None, None
         return ctx.window.backward(V, g_lmd, check_invariance=ctx.check_invariance), None, None
@@ -185,9 +187,10 @@ class PartialEighFunction(torch.autograd.Function):
 
 
 _PARTIAL_LIMITS = (
-    "method='subset' runs LAPACK through SciPy on NumPy views of the tensors, so it supports eager reverse "
-    "and forward mode (backward, autograd.grad, gradcheck, forward_ad) but not double backward, vmap, "
-    "torch.func transforms or torch.compile; use method='full' there"
+    "method={method!r} computes its window and its backward's projected solve with iterations that stop on "
+    "the values reached (and, for 'subset', LAPACK through SciPy on NumPy views), so it supports eager "
+    "reverse and forward mode (backward, autograd.grad, gradcheck, forward_ad) but not double backward, "
+    "vmap, torch.func transforms or torch.compile; use method='full' there"
 )
 
 
@@ -351,10 +354,13 @@ class TorchAdapter(ArrayAPIAdapter):
         with torch.no_grad():
             return super().decompose(X, xp, method)
 
-    def window(self, X: Any, xp: ModuleType, k: int, lo: int | None, **options: Any) -> TorchWindow | None:
+    def window(self, X: Any, xp: ModuleType, k: int, lo: int | None, *, method: str, **options: Any) -> Any:
         if torch.compiler.is_compiling() or _transformed(X):
-            raise NotImplementedError(_PARTIAL_LIMITS)
-        window = super().window(X.detach(), xp, k, lo, **options)  # NumPy views of X's memory
+            raise NotImplementedError(_PARTIAL_LIMITS.format(method=method))
+        with torch.no_grad():
+            if method == "krylov":  # torch operations on X's device; the Window holds tensors
+                return super().window(X.detach(), xp, k, lo, method=method, **options)
+            window = super().window(X.detach(), xp, k, lo, method=method, **options)  # NumPy views of X's memory
         return None if window is None else TorchWindow(window)
 
     def eigh(
@@ -372,7 +378,8 @@ class TorchAdapter(ArrayAPIAdapter):
         maxiter: int | None = None,
     ) -> tuple[Any, Any]:
         if method in _methods.PARTIAL:
-            window = self.window(X, xp, k, lo, eps=eps, degeneracy=degeneracy, tol=tol, maxiter=maxiter)
+            options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": maxiter}
+            window = self.window(X, xp, k, lo, method=method, **options)
             if window is not None:
                 if not _differentiable(X):
                     return window.lmd, window.Y
