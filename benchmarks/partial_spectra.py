@@ -17,14 +17,21 @@ and Laplacians its restarts take seconds, which is why ``"auto"`` never picks it
 ``--crossover`` times "full" against "subset" (both eigdiff, fwd + bwd, top 8, float64 and
 float32, CPU torch) for M = 256 ... 2048: the numbers behind ``eigdiff._methods.AUTO_SUBSET``.
 
+``--memory`` measures each method's peak resident memory during one forward + backward, in a
+fresh process per cell (the rise of ``ru_maxrss`` over the process's peak after building the
+input and warming every library up on a small problem).
+
 Each cell is the minimum over ``--rounds`` interleaved rounds after one warm-up. Usage::
 
-    python benchmarks/partial_spectra.py [--large] [--crossover] [--rounds 3]
+    python benchmarks/partial_spectra.py [--large] [--crossover] [--memory] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -98,12 +105,58 @@ def time_row(X: np.ndarray, dtype: torch.dtype, selection: dict, rounds: int, me
     return best
 
 
+MEMORY_ROWS = {
+    "2048 random, top 10": (lambda rng: random_symmetric((2048, 2048), rng), {"top_k": 10}, "float64"),
+    "16 × 512 random, top 8": (lambda rng: random_symmetric((16, 512, 512), rng), {"top_k": 8}, "float64"),
+    "4096 covariance, top 16": (lambda rng: power_law_covariance(4096, rng), {"top_k": 16}, "float32"),
+}
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def memory_child(row: str, method: str) -> None:
+    """One cell of ``--memory``: print the peak memory rise (MiB) of one forward + backward."""
+    make, selection, dtype_name = MEMORY_ROWS[row]
+    dtype = getattr(torch, dtype_name)
+    small = torch.tensor(random_symmetric((40, 40), np.random.default_rng(1)), dtype=dtype)
+    for m in (None, "full", "subset", "krylov"):  # load every library and kernel on a small problem
+        _step(small, torch.ones(40, 2, dtype=dtype), {"top_k": 2}, m)
+    X = torch.tensor(make(np.random.default_rng(0)), dtype=dtype)
+    lo, hi = _window(selection, X.shape[-1])
+    V = torch.randn(*X.shape[:-1], hi - lo, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    base = _peak_mib()
+    _step(X, V, selection, None if method == "native" else method)
+    print(f"{_peak_mib() - base:.1f}")
+
+
+def memory_table() -> None:
+    print("\n| problem | dtype | input MiB | native | eigdiff full | subset | krylov |")
+    print("|---|---|---|---|---|---|---|")
+    for row, (make, _, dtype_name) in MEMORY_ROWS.items():
+        shape = make(np.random.default_rng(0)).shape
+        size = float(np.prod(shape)) * (8 if dtype_name == "float64" else 4) / 2**20
+        cells = []
+        for method in ("native", "full", "subset", "krylov"):
+            argv = [sys.executable, __file__, "--memory-child", row, method]
+            cells.append(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip())
+        print(f"| {row} | {dtype_name} | {size:.0f} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--memory-child":
+        memory_child(sys.argv[2], sys.argv[3])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--large", action="store_true", help="add the 4096 rows (minutes)")
     parser.add_argument("--crossover", action="store_true", help="time full against subset for M = 256..2048")
+    parser.add_argument("--memory", action="store_true", help="peak memory per method, one process per cell")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.memory:
+        memory_table()
+        return
     torch.set_grad_enabled(True)
     rng = np.random.default_rng(0)
     both = (torch.float64, torch.float32)

@@ -35,9 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method",
         default="auto",
-        choices=["auto", "full", "small"],
+        choices=["auto", "full", "small", "subset", "krylov"],
         help="eigdiff's forward eigensolver: torch's eigh (full), the batched solver for M <= 3 (small), "
-        "or the measured choice (auto, the default)",
+        "the partial-spectrum methods for --top-k (subset: LAPACK's tridiagonal route; krylov: block "
+        "Krylov iteration), or the measured choice (auto, the default)",
     )
     p.add_argument("--iters", type=int, default=1000, help="calls per method (default: 1000)")
     p.add_argument("--quick", action="store_true", help="a short run: 50 calls per method (sweep: fewer sizes)")
@@ -152,6 +153,8 @@ def profile(args: argparse.Namespace) -> int:
             raise SystemExit(f"eigdiff profile: {name} must be at least 1, got {value}")
     if args.method == "small" and args.size > 3:
         raise SystemExit(f"eigdiff profile: --method small solves M <= 3, got --size {args.size}")
+    if args.method in ("subset", "krylov") and args.top_k is None:
+        raise SystemExit(f"eigdiff profile: --method {args.method} computes a window of eigenpairs; give --top-k")
     if args.top_k is not None and not 1 <= args.top_k <= args.size:
         raise SystemExit(f"eigdiff profile: --top-k must be in [1, --size] = [1, {args.size}], got {args.top_k}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -99,6 +99,7 @@ def test_profile_sweep_runs(tmp_path) -> None:
         (["--methods", "v1,v9"], "--methods takes"),
         (["--device", "cuda"], "no CUDA device"),
         (["--method", "small", "--size", "4"], "--method small solves M <= 3"),
+        (["--method", "subset"], "--method subset computes a window of eigenpairs; give --top-k"),
     ],
 )
 def test_profile_argument_errors(argv: list[str], message: str) -> None:
@@ -136,6 +137,18 @@ def test_profile_runs_the_small_solver(capsys, monkeypatch: pytest.MonkeyPatch) 
     assert main([*argv, "--methods", "eigdiff"]) == 0
     assert seen and set(seen) == {"small"}
     assert "method=small" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["subset", "krylov"])
+def test_profile_runs_the_partial_methods(capsys, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """``--method subset`` / ``krylov`` with ``--top-k`` reach eigdiff's forward and its backward."""
+    seen = []
+    original = eigdiff.eigh
+    monkeypatch.setattr(eigdiff, "eigh", lambda X, **kw: seen.append(kw["method"]) or original(X, **kw))
+    argv = ["profile", "--batch", "2", "--size", "24", "--top-k", "2", "--iters", "4", "--no-progress"]
+    assert main([*argv, "--method", method, "--methods", "eigdiff", "--dtype", "float64"]) == 0
+    assert seen and set(seen) == {method}
+    assert f"method={method}" in capsys.readouterr().out
 
 
 def test_help_explains_the_methods() -> None:

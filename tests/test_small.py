@@ -301,7 +301,9 @@ def test_jax_grad_and_jit_through_the_small_solver() -> None:
 def test_method_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match=r"method='small' solves M x M matrices for M in \(1, 2, 3\), got M = 4"):
         eigdiff.eigh(np.eye(4), method="small")
-    with pytest.raises(ValueError, match=r"method must be one of \('auto', 'full', 'small', 'subset', 'krylov'\), got 'fast'"):
+    with pytest.raises(
+        ValueError, match=r"method must be one of \('auto', 'full', 'small', 'subset', 'krylov'\), got 'fast'"
+    ):
         eigdiff.vjp(np.eye(3), method="fast")
     with pytest.raises(ValueError, match=r"method must be one of \('auto', 'full', 'small'\), got 'subset'"):
         eigdiff.sqrtm(np.eye(3), method="subset")  # matrix functions need the whole spectrum
