@@ -30,6 +30,7 @@ import math
 from types import ModuleType
 from typing import Any, Protocol
 
+from eigdiff._core import add_transpose
 from eigdiff._gaps import _device, gap_product
 
 Array = Any
@@ -217,7 +218,7 @@ def partial_backward(
     C = _halved_window_block(P_W, lmd_W, g_lmd, eps=eps, degeneracy=degeneracy, xp=xp)
     W = op.from_basis(projected_solve(op, lmd_W, V_b - op.Z @ P_W, tol=tol, maxiter=maxiter, xp=xp))
     G = (Y_W @ C + W / 2) @ Y_W.mT
-    return G + G.mT
+    return add_transpose(G, xp, blocked=True)  # never under autograd recording (once differentiable)
 
 
 def partial_jvp(

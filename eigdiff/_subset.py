@@ -108,14 +108,30 @@ class TridiagonalOperator:
         return out
 
 
-def decompose(S: Array, lo: int, hi: int) -> tuple[Array, Array, Array, Array, TridiagonalOperator]:
-    """The eigenpairs lo ≤ i < hi of each symmetric S (..., M, M) (NumPy, float32 or float64).
+def _upper_symmetrized(X: Array) -> Array:
+    """A new M × M array whose upper triangle is ½(X + Xᵀ)'s, rounded as `eigdiff._core.symmetrize`
+    rounds it (x_ij/2 + x_ji/2); its strict lower blocks are left as X/2 (``?sytrd`` reads one
+    triangle). Tile by tile, so that the transposed operand is read in cache-sized pieces."""
+    from eigdiff._core import TRANSPOSE_TILE as tile
+
+    H = X * 0.5
+    M = X.shape[-1]
+    for i in range(0, M, tile):
+        for j in range(i, M, tile):
+            H[i : i + tile, j : j + tile] += H[j : j + tile, i : i + tile].T
+    return H
+
+
+def decompose(X: Array, lo: int, hi: int) -> tuple[Array, Array, Array, Array, TridiagonalOperator]:
+    """The eigenpairs lo ≤ i < hi of each ½(X + Xᵀ), X (..., M, M) (NumPy, float32 or float64;
+    not modified).
 
     Returns ``(lmd_W (..., k), Y_W (..., M, k), guards (..., 2), extremes (..., 2), op)``:
     ``guards`` the eigenvalues just outside the window (λ_{lo−1}, λ_hi; ±inf where the window
     reaches an end), ``extremes`` (λ_0, λ_{M−1}), ``op`` the `TridiagonalOperator` for the
-    backward. S is overwritten (pass a copy).
+    backward.
     """
+    S = X  # its shape and dtype name the outputs'
     linalg = _scipy()
     batch, M = S.shape[:-2], S.shape[-1]
     k = hi - lo
@@ -133,9 +149,9 @@ def decompose(S: Array, lo: int, hi: int) -> tuple[Array, Array, Array, Array, T
     g_lo, g_hi = max(lo - 1, 0), min(hi + 1, M)  # the window with one guard on each side
     for b in range(count):
         lwork = max(1, 64 * M)
-        # S is symmetric, so its C-ordered memory read as a Fortran array (the transpose) is S
-        # again: passing flat[b].T lets LAPACK work in place instead of f2py copying.
-        c, d, e, tau, info = sytrd(flat[b].T, lower=1, lwork=lwork, overwrite_a=1)
+        # The upper triangle of a C-ordered array is the lower one of its Fortran-ordered
+        # transpose: LAPACK works in place in the new buffer, without an f2py copy.
+        c, d, e, tau, info = sytrd(_upper_symmetrized(flat[b]).T, lower=1, lwork=lwork, overwrite_a=1)
         if info != 0:  # pragma: no cover - LAPACK argument errors only
             raise RuntimeError(f"LAPACK ?sytrd failed with info = {info}")
         reflectors.append(np.asfortranarray(c[1:, : M - 1]))
@@ -174,7 +190,7 @@ def _eigenvalue(linalg: Any, d: Array, e: Array, i: int) -> Any:
 def window(
     S: Array, k: int, lo: int, *, eps: float | None, degeneracy: str, tol: float | None, maxiter: int | None
 ) -> Any:
-    """The `eigdiff._partial.Window` of the k eigenpairs from ``lo`` of symmetric S (overwritten),
+    """The `eigdiff._partial.Window` of the k eigenpairs from ``lo`` of ½(S + Sᵀ) (S not modified),
     or None where the window's edge cuts a cluster (see `eigdiff._partial.make_window`)."""
     import array_api_compat.numpy as xp
 

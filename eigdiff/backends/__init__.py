@@ -185,8 +185,7 @@ class ArrayAPIAdapter:
         if method == "krylov":
             with self.on_device(X):
                 return _krylov.window(_core.symmetrize(X, xp), k, lo, xp=xp, **options)
-        S = _core.symmetrize(np.asarray(X), np)
-        return _subset.window(S, k, lo, **options)
+        return _subset.window(np.asarray(X), k, lo, **options)  # it symmetrizes, into LAPACK's buffer
 
     def decompose_in_domain(self, X: Array, spec: Any, xp: ModuleType, method: str = "full") -> tuple[Array, Array]:
         """`decompose`, then a ValueError if the eigenvalues leave ``spec``'s domain (where
