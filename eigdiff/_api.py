@@ -148,8 +148,9 @@ def eigh(
     NotImplementedError
         torch: nested forward-mode transforms (``jacfwd(jacfwd(f))``), where torch 2.13
         returns zeros for custom autograd Functions; use ``hessian`` or ``jacrev`` instead.
-        torch with ``"subset"`` or ``"krylov"``: ``vmap``, ``torch.func`` transforms,
-        ``torch.compile`` and double backward; use ``"full"`` there.
+        torch with ``"subset"`` or ``"krylov"``: second derivatives (double backward,
+        ``hessian``) and ``vmap`` over X; use ``"full"`` there (first derivatives work in
+        every form, and ``torch.compile`` runs them eagerly).
 
     Examples
     --------

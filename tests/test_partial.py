@@ -264,12 +264,7 @@ def test_subset_torch_autograd_gradcheck_and_limits() -> None:
     ln, Yn = torch.linalg.eigh(Xn)
     (Gn,) = torch.autograd.grad((Yn[:, -2:] ** 2).sum() + ln[-2:].sum(), Xn)
     torch.testing.assert_close(G, Gn, atol=1e-10, rtol=0)
-    with pytest.raises(NotImplementedError, match="method='subset'.*not double backward"):
-        lmd, _ = eigdiff.eigh(X, top_k=2, method="subset")
-        (G,) = torch.autograd.grad(lmd.sum(), X, create_graph=True)
-        torch.autograd.grad(G.sum(), X)
-    with pytest.raises(NotImplementedError, match="use method='full' there"):
-        torch.func.grad(lambda Z: eigdiff.eigh(Z, top_k=2, method="subset")[0].sum())(X.detach())
+    _check_torch_limits(torch, X.detach(), "subset")
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="method='subset' runs LAPACK through SciPy on NumPy arrays and CPU torch"):
             eigdiff.eigh(torch.eye(3, device="cuda"), top_k=1, method="subset")
@@ -423,5 +418,57 @@ def test_krylov_torch_autograd() -> None:
 
     assert torch.autograd.gradcheck(f, (X,), atol=1e-6)
     assert torch.autograd.gradcheck(lambda Z: f(Z)[1], (X,), atol=1e-6, check_forward_ad=True, check_backward_ad=False)
-    with pytest.raises(NotImplementedError, match="method='krylov'.*use method='full' there"):
-        torch.func.grad(lambda Z: eigdiff.eigh(Z, top_k=2, method="krylov")[0].sum())(X.detach())
+    _check_torch_limits(torch, X.detach(), "krylov")
+
+
+def _check_torch_limits(torch, X, method: str) -> None:
+    """First derivatives through every torch.func transform equal method="full"'s; second
+    derivatives and vmap over X raise naming method="full", never a silent zero."""
+
+    def window(Z, m=method):
+        lmd, Y = eigdiff.eigh(Z, top_k=2, method=m)
+        return lmd + (Y * Y * torch.arange(Z.shape[-1], dtype=Z.dtype)[:, None]).sum(-2)
+
+    ref = torch.func.jacrev(lambda Z: window(Z, "full"))(X)
+    for transform in (torch.func.jacrev, torch.func.jacfwd):
+        torch.testing.assert_close(transform(window)(X), ref, atol=1e-9, rtol=0)
+    torch.testing.assert_close(torch.func.grad(lambda Z: window(Z).sum())(X), ref.sum(0), atol=1e-9, rtol=0)
+    _, pullback = torch.func.vjp(window, X)
+    torch.testing.assert_close(pullback(torch.ones(2, dtype=X.dtype))[0], ref.sum(0), atol=1e-9, rtol=0)
+    dX = torch.eye(X.shape[-1], dtype=X.dtype)
+    _, tangent = torch.func.jvp(window, (X,), (dX,))
+    torch.testing.assert_close(tangent, (ref * dX).sum((-2, -1)), atol=1e-9, rtol=0)
+    limits = f"method='{method}'.*use method='full' there"
+    with pytest.raises(NotImplementedError, match=limits):
+        torch.func.hessian(lambda Z: window(Z).sum())(X)
+    with pytest.raises(NotImplementedError, match=limits):
+        torch.func.jacrev(torch.func.jacrev(window))(X)
+    with pytest.raises(NotImplementedError, match=limits):
+        torch.func.vmap(window)(X[None])
+    Xg = X.clone().requires_grad_()
+    (G,) = torch.autograd.grad(window(Xg).sum(), Xg, create_graph=True)
+    with pytest.raises(NotImplementedError, match=limits):
+        torch.autograd.grad(G.sum(), Xg)
+
+
+def test_partial_methods_run_eagerly_inside_torch_compile() -> None:
+    """A graph break around the iterations: values and gradients as in eager mode."""
+    torch = pytest.importorskip("torch")
+    X = torch.tensor(random_symmetric((20, 20), np.random.default_rng(16)))
+    for method in ("subset", "krylov"):
+
+        def f(Z, m=method):
+            lmd, Y = eigdiff.eigh(Z, top_k=2, method=m)
+            return lmd.sum() + (Y * Y * torch.arange(20.0, dtype=Z.dtype)[:, None]).sum()
+
+        compiled = torch.compile(f, backend="eager")
+        Xc, Xe = X.clone().requires_grad_(), X.clone().requires_grad_()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # Dynamo reads .grad while tracing the code after the graph break (torch 2.13)
+            warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that is not a leaf")
+            value = compiled(Xc)
+        value.backward()
+        f(Xe).backward()
+        torch.testing.assert_close(value, f(X), atol=1e-12, rtol=0)
+        torch.testing.assert_close(Xc.grad, Xe.grad, atol=1e-12, rtol=0)

@@ -55,7 +55,7 @@ SUPPORT: dict[str, dict[str, str]] = {
         "forward (eigh, top-k)": "yes",
         "backward (backward, vjp)": "yes",
         "forward mode (jvp)": "yes",
-        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, subset (cpu), krylov (eager reverse and forward mode)",
+        "partial spectra (methods)": "top_k, bottom_k, subset_by_index: full, subset (cpu), krylov (first derivatives, torch.func)",
         "matrix functions": "yes: autograd, torch.compile",
         "autograd": "reverse, forward, double backward, torch.func, torch.compile",
         "devices": "cpu, cuda",

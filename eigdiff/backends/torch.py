@@ -153,44 +153,131 @@ class TorchWindow:
         return torch.from_numpy(dlmd), torch.from_numpy(dY)
 
 
-class PartialEighFunction(torch.autograd.Function):
-    """(lmd_W, Y_W) of a window computed by a partial method (``"subset"``), with the
-    projected-solve backward and jvp (`eigdiff._partial`).
+class FullWindow:
+    """The window's pairs from a full decomposition (a partial method's fallback where the window's
+    edge cuts a cluster), with `TorchWindow`'s interface: the core's full-path backward and jvp."""
 
-    ``apply(X, window, check_invariance)`` with ``window`` a `TorchWindow` of X, computed
-    beforehand (`TorchAdapter.window`): the Function keeps it (the tridiagonal form and the k
-    pairs: O(M² + Mk) memory, no full Y). Reverse and forward mode and gradcheck work; double
-    backward, vmap and torch.compile do not (the backward runs LAPACK on NumPy views) and
-    raise, naming ``method="full"``.
+    method = "full"
+
+    def __init__(self, lmd: Any, Y: Any, k: int, lo: int, eps: float | None, degeneracy: str) -> None:
+        self.all, self.k, self.lo = (lmd, Y), k, lo
+        self.options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy}
+        self.lmd, self.Y = _core.top(lmd, Y, k, xp_torch, copy=True, lo=lo)
+
+    def backward(self, V: Any, g_lmd: Any, *, check_invariance: bool = False) -> torch.Tensor:
+        return _core.backward_unchecked(
+            *self.all, V, g_lmd, self.k, lo=self.lo, check_invariance=check_invariance, xp=xp_torch, **self.options
+        )
+
+    def jvp(self, dX: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _core.jvp_unchecked(*self.all, dX, self.k, lo=self.lo, xp=xp_torch, **self.options)
+
+
+class PartialEighFunction(torch.autograd.Function):
+    """(lmd_W, Y_W, window) of a window computed by a partial method (``"subset"``, ``"krylov"``),
+    with the projected-solve backward and jvp (`eigdiff._partial`).
+
+    ``apply(X, k, lo, method, options, check_invariance)``; ``options`` holds ``eps``,
+    ``degeneracy``, ``tol`` and ``maxiter``. The forward computes the window from X (unwrapped
+    under torch.func transforms) and keeps it: the tridiagonal form (``"subset"``) or ½(X + Xᵀ)
+    (``"krylov"``) and the k pairs, O(M² + Mk) memory, no full Y. Where the window's edge cuts a
+    cluster it keeps a full decomposition instead (`FullWindow`, with a warning). The backward
+    and jvp run in `_WindowPullback` and `_WindowPushforward`, so reverse mode, forward mode,
+    gradcheck and ``torch.func.grad``/``vjp``/``jvp``/``jacrev``/``jacfwd`` work (their vmap over
+    cotangents or tangents loops over the slices), and inside ``torch.compile`` it runs eagerly
+    (a graph break); a second derivative and ``vmap`` over X raise, naming ``method="full"``.
     """
 
     @staticmethod
-    def forward(X: torch.Tensor, window: Any, check_invariance: bool) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        return window.lmd.clone(), window.Y.clone()
+    def forward(  # type: ignore[override]
+        X: torch.Tensor, k: int, lo: int, method: str, options: dict[str, Any], check_invariance: bool
+    ) -> tuple[Any, ...]:
+        window = ADAPTER.window(X, xp_torch, k, lo, method=method, **options)
+        if window is None:  # the edge cuts a cluster: the full path (warned)
+            lmd, Y = ArrayAPIAdapter.decompose(ADAPTER, X, xp_torch, "full")
+            window = FullWindow(lmd, Y, k, lo, options["eps"], options["degeneracy"])
+        return window.lmd.clone(), window.Y.clone(), window
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        ctx.window, ctx.check_invariance = inputs[1], inputs[2]
+        ctx.window, ctx.check_invariance = output[2], inputs[5]
+        ctx.save_for_backward(inputs[0])
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx: Any, g_lmd: Any, V: Any) -> tuple[Any, None, None]:  # type: ignore[override]
-        if torch.is_grad_enabled():  # create_graph=True: a graph of this backward is wanted
-            raise NotImplementedError(_PARTIAL_LIMITS.format(method=ctx.window.method))
+    def backward(ctx: Any, g_lmd: Any, V: Any, *_: Any) -> tuple[Any, ...]:  # type: ignore[override]
         if g_lmd is None and V is None:
-            return None, None, None
-        return ctx.window.backward(V, g_lmd, check_invariance=ctx.check_invariance), None, None
+            return (None,) * 6
+        (X,) = ctx.saved_tensors  # an input of the pullback, so that differentiating it again reaches its error
+        return (_WindowPullback.apply(V, g_lmd, X, ctx.window, ctx.check_invariance),) + (None,) * 5
 
     @staticmethod
-    def jvp(ctx: Any, dX: torch.Tensor, *_: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        return ctx.window.jvp(dX)
+    def jvp(ctx: Any, dX: torch.Tensor, *_: Any) -> tuple[Any, ...]:  # type: ignore[override]
+        dlmd, dY = _WindowPushforward.apply(dX, ctx.window)
+        return dlmd, dY, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, *args: Any) -> Any:
+        raise NotImplementedError(_PARTIAL_LIMITS.format(method=args[3]))
+
+
+class _WindowPullback(torch.autograd.Function):
+    """dL/dX of a window's pairs (`PartialEighFunction`'s backward), not differentiable again."""
+
+    @staticmethod
+    def forward(V: Any, g_lmd: Any, X: torch.Tensor, window: Any, check_invariance: bool) -> torch.Tensor:  # type: ignore[override]
+        return window.backward(V, g_lmd, check_invariance=check_invariance)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.method = inputs[3].method
+
+    @staticmethod
+    def backward(ctx: Any, *_: Any) -> Any:  # type: ignore[override]
+        raise NotImplementedError(_PARTIAL_LIMITS.format(method=ctx.method))
+
+    @staticmethod
+    def jvp(ctx: Any, *_: Any) -> Any:  # type: ignore[override]
+        raise NotImplementedError(_PARTIAL_LIMITS.format(method=ctx.method))
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, V: Any, g_lmd: Any, X: Any, window: Any, check_invariance: bool) -> Any:
+        # vmap over cotangents (jacrev, vmap of a vjp): one pullback per slice, the same window
+        out = [
+            window.backward(_slice(V, in_dims[0], i), _slice(g_lmd, in_dims[1], i), check_invariance=check_invariance)
+            for i in range(info.batch_size)
+        ]
+        return torch.stack(out), 0
+
+
+def _slice(t: Any, dim: int | None, i: int) -> Any:
+    return t if t is None or dim is None else t.select(dim, i)
+
+
+class _WindowPushforward(torch.autograd.Function):
+    """(dλ_W, dY_W) of a window along dX (`PartialEighFunction`'s jvp), not differentiable again."""
+
+    @staticmethod
+    def forward(dX: torch.Tensor, window: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return window.jvp(dX)  # type: ignore[no-any-return]
+
+    setup_context = staticmethod(lambda ctx, inputs, output: setattr(ctx, "method", inputs[1].method))
+    backward = _WindowPullback.backward
+    jvp = _WindowPullback.jvp
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, dX: Any, window: Any) -> Any:
+        # vmap over tangents (jacfwd): one pushforward per slice, the same window
+        pairs = [window.jvp(_slice(dX, in_dims[0], i)) for i in range(info.batch_size)]
+        return (torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])), (0, 0)
 
 
 _PARTIAL_LIMITS = (
     "method={method!r} computes its window and its backward's projected solve with iterations that stop on "
-    "the values reached (and, for 'subset', LAPACK through SciPy on NumPy views), so it supports eager "
-    "reverse and forward mode (backward, autograd.grad, gradcheck, forward_ad) but not double backward, "
-    "vmap, torch.func transforms or torch.compile; use method='full' there"
+    "the values reached (and, for 'subset', LAPACK through SciPy on NumPy views), so it supports first "
+    "derivatives in reverse and forward mode (backward, autograd.grad, gradcheck, forward_ad, torch.func.grad, "
+    "vjp, jvp, jacrev, jacfwd; inside torch.compile it runs eagerly, a graph break) but not second derivatives "
+    "(double backward, hessian) or vmap over X; use method='full' there"
 )
 
 
@@ -323,6 +410,17 @@ def _refuse_nested_forward_mode() -> None:
         )
 
 
+def _refuse_nested_differentiation(method: str) -> None:
+    """NotImplementedError under two or more nested torch.func differentiation transforms
+    (``hessian``, ``jacfwd(jacrev(f))``, ...) for a partial method, whose first derivative is
+    not differentiable again: there torch would otherwise return a silent zero second derivative."""
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    levels = [i for i in retrieve_all_functorch_interpreters() if i.key() in (TransformType.Grad, TransformType.Jvp)]
+    if len(levels) >= 2:
+        raise NotImplementedError(_PARTIAL_LIMITS.format(method=method))
+
+
 def _differentiable(X: torch.Tensor) -> bool:
     """Whether any autograd (reverse, forward-mode dual numbers, torch.func) may track X."""
     return (
@@ -355,7 +453,7 @@ class TorchAdapter(ArrayAPIAdapter):
             return super().decompose(X, xp, method)
 
     def window(self, X: Any, xp: ModuleType, k: int, lo: int | None, *, method: str, **options: Any) -> Any:
-        if torch.compiler.is_compiling() or _transformed(X):
+        if torch.compiler.is_compiling() or _transformed(X):  # PartialEighFunction unwraps X first
             raise NotImplementedError(_PARTIAL_LIMITS.format(method=method))
         with torch.no_grad():
             if method == "krylov":  # torch operations on X's device; the Window holds tensors
@@ -379,12 +477,8 @@ class TorchAdapter(ArrayAPIAdapter):
     ) -> tuple[Any, Any]:
         if method in _methods.PARTIAL:
             options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": maxiter}
-            window = self.window(X, xp, k, lo, method=method, **options)
-            if window is not None:
-                if not _differentiable(X):
-                    return window.lmd, window.Y
-                return PartialEighFunction.apply(X, window, check_invariance)  # type: ignore[no-any-return]
-            method = "full"
+            lo = X.shape[-1] - k if lo is None else lo
+            return _partial_eigh(X, k, lo, method, options, check_invariance)  # type: ignore[no-any-return]
         if torch.compiler.is_compiling():
             out = CompilableEighFunction.apply(X, k, eps, degeneracy, check_invariance, method, lo)
             return out[0], out[1]
@@ -402,6 +496,21 @@ class TorchAdapter(ArrayAPIAdapter):
             return super().matrix_function(X, spec, xp, method)
         _refuse_nested_forward_mode()
         return MatrixFunction.apply(X, spec, self.check_values(X), method)[0]
+
+
+@torch.compiler.disable  # a graph break: the iterations run eagerly inside compiled code
+def _partial_eigh(X: Any, k: int, lo: int, method: str, options: dict[str, Any], check_invariance: bool) -> Any:
+    """`TorchAdapter.eigh` for a partial method: through `PartialEighFunction` where autograd may
+    track X, else the window directly; the full path where the window's edge cuts a cluster."""
+    if _differentiable(X):
+        _refuse_nested_differentiation(method)
+        out = PartialEighFunction.apply(X, k, lo, method, options, check_invariance)
+        return out[0], out[1]
+    window = ADAPTER.window(X, xp_torch, k, lo, method=method, **options)
+    if window is not None:
+        return window.lmd, window.Y
+    lmd, Y = ADAPTER.decompose(X, xp_torch, "full")
+    return _core.top(lmd, Y, k, xp_torch, copy=True, lo=lo)
 
 
 ADAPTER = TorchAdapter()
