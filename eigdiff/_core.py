@@ -55,26 +55,30 @@ def symmetrize(X: Array, xp: ModuleType) -> Array:
     return H + H.mT
 
 
-#: Tile of `add_transpose`'s blocked pass (measured at M = 2048 float32, NumPy: 23 ms blocked
-#: against 37 ms for one strided G + Gᵀ, the transposed operand read a tile at a time).
+#: Tile of `add_transpose`'s blocked pass, taken from M ≥ 4 tiles on. Measured (2-core AMD EPYC,
+#: 2026-11-30): at M = 2048 tiled 17.5 ms against 32.5 ms strided (NumPy float32), 8.9 against
+#: 14.7 (torch float32), 22 against 27 (torch float64); at 8 × 512 × 512, where a matrix fits
+#: the cache, tiling is 15-30 % slower, so smaller M keep the one strided pass.
 TRANSPOSE_TILE = 256
 
 
 def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False) -> Array:
     """G + Gᵀ over the last two axes, exactly symmetric (each entry is one sum g_ij + g_ji).
 
-    ``blocked=True`` (eager code with no autograd recording, M > `TRANSPOSE_TILE`) forms it tile
-    by tile into a new array, so that the transposed operand is read in cache-sized pieces:
-    the same sums, the same rounding, fewer cache misses.
+    ``blocked=True`` (eager code with no autograd recording) forms it, for M ≥ 4 tiles, tile by
+    tile into a new array (each tile summed in place, no temporary), so that the transposed
+    operand is read in cache-sized pieces: the same sums, the same rounding, fewer cache misses.
     """
     M = G.shape[-1]
-    if not blocked or M <= TRANSPOSE_TILE:
+    if not blocked or M < 4 * TRANSPOSE_TILE:
         return G + G.mT
     out = xp.empty_like(G)
     for i in range(0, M, TRANSPOSE_TILE):
         for j in range(0, M, TRANSPOSE_TILE):
             rows, cols = slice(i, i + TRANSPOSE_TILE), slice(j, j + TRANSPOSE_TILE)
-            out[..., rows, cols] = G[..., rows, cols] + G[..., cols, rows].mT
+            tile = out[..., rows, cols]  # a view: the sum is formed in place, no temporary tile
+            tile[...] = G[..., rows, cols]
+            tile += G[..., cols, rows].mT
     return out
 
 

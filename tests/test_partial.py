@@ -472,3 +472,15 @@ def test_partial_methods_run_eagerly_inside_torch_compile() -> None:
         f(Xe).backward()
         torch.testing.assert_close(value, f(X), atol=1e-12, rtol=0)
         torch.testing.assert_close(Xc.grad, Xe.grad, atol=1e-12, rtol=0)
+
+
+def test_krylov_falls_back_to_full_where_the_window_edge_cuts_a_tie() -> None:
+    """λ = (…, 2, 2, 3): the top 2 cut the tied pair; the converged guard Ritz value sees it."""
+    rng = np.random.default_rng(17)
+    X = matrix_from_spectrum(np.concatenate([np.linspace(-3.0, 0.0, 30), [2.0, 2.0, 3.0]]), rng)
+    with pytest.warns(eigdiff.DegenerateGradientWarning, match="method='full' is used instead"):
+        (lmd, Y), pullback = eigdiff.vjp(X, top_k=2, method="krylov")
+    (lmd_f, _), pullback_f = eigdiff.vjp(X, top_k=2, method="full")
+    np.testing.assert_array_equal(lmd, lmd_f)
+    V = rng.standard_normal(Y.shape)
+    np.testing.assert_array_equal(pullback(V), pullback_f(V))
