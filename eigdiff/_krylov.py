@@ -69,11 +69,23 @@ def decompose(
     n = S.shape[-1]
     k = hi - lo
     top = hi == n
+    batch = S.shape[:-2]
+    if math.prod(batch) == 0:  # an empty stack: empty results of the right shapes
+        empty = xp.zeros(batch + (k,), dtype=S.dtype, device=_device(S))
+        pair = xp.zeros(batch + (2,), dtype=S.dtype, device=_device(S))
+        return empty, xp.zeros(batch + (n, k), dtype=S.dtype, device=_device(S)), pair, pair
+    # An exact power-of-two scale into [2^-64, 2^64] where X's entries lie far outside it, so that
+    # no norm or product of the iteration leaves the float range (results are scaled back).
+    big = xp.max(xp.abs(S), axis=(-2, -1), keepdims=True)
+    exponent = xp.where(big > 0, xp.round(xp.log2(xp.where(big > 0, big, 1.0))), 0.0)
+    out_of_range = bool(xp.any(xp.abs(exponent) > 64))
+    unit = 2.0**exponent if out_of_range else None
+    if unit is not None:
+        S = S / unit
     b = min(n, k + 1 + max(2, k // 2))
     depth = max(1, min(4, n // b - 1))  # q Krylov steps per restart; (q + 1) b ≤ n
     if (depth + 1) * b > n:  # too small for a Krylov space: the dense solve is the cheaper one
         raise ValueError("too small")  # pragma: no cover - the caller routes small n to "full"
-    batch = S.shape[:-2]
     V = _orthonormal(xp.broadcast_to(start_block(n, b, S, xp), batch + (n, b)), xp)
     AV = S @ V
     limit = DEFAULT_MAXITER if maxiter is None else maxiter
@@ -98,12 +110,16 @@ def decompose(
         Y, AY = Q @ Zb, AQ @ Zb
         th = theta[..., keep]
         scale = xp.max(xp.abs(theta), axis=-1, keepdims=True)
-        residual = xp.sqrt(xp.sum((AY - Y * th[..., None, :]) ** 2, axis=-2)) / xp.where(scale > 0, scale, 1.0)
+        gap = (AY - Y * th[..., None, :]) / xp.where(scale > 0, scale, 1.0)[..., None]
+        residual = xp.sqrt(xp.sum(gap * gap, axis=-2))
         # the window and its guard: the last k + 1 (top) or the first k + 1 (bottom) of the block
         judged = residual[..., b - k - 1 :] if top else residual[..., : k + 1]
         reached = float(xp.max(judged))
         if reached <= tol:
-            return _window(th, Y, theta, k, b, top, n, xp)
+            lmd, Y_W, guards, extremes = _window(th, Y, theta, k, b, top, n, xp)
+            if unit is not None:
+                lmd, guards, extremes = lmd * unit[..., 0], guards * unit[..., 0], extremes * unit[..., 0]
+            return lmd, Y_W, guards, extremes
         V, AV = Y, AY
     raise ConvergenceError(
         f"the block Krylov iteration for the {'largest' if top else 'smallest'} {k} eigenpairs stopped after "

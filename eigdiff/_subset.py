@@ -17,6 +17,7 @@ imported when the method is first used.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -157,20 +158,25 @@ def decompose(X: Array, lo: int, hi: int) -> tuple[Array, Array, Array, Array, T
         reflectors.append(np.asfortranarray(c[1:, : M - 1]))
         taus.append(np.array(tau[: M - 1]))
         d_all[b], e_all[b] = d, e
+        # T's eigenvalues from an exact power-of-two scale of (d, e) near 1: LAPACK's bisection
+        # (?stebz) overflows its Gershgorin bounds for entries near the float maximum.
+        big = float(max(np.max(np.abs(d)), np.max(np.abs(e), initial=0.0)))
+        unit = 2.0 ** round(math.log2(big)) if big > 0 else 1.0
+        d, e = d / unit, e / unit
         if M == 1:
             w, z = d.copy(), np.ones((1, 1), dtype=S.dtype)
         else:
             w, z = linalg.eigh_tridiagonal(
                 d, e, select="i", select_range=(g_lo, g_hi - 1), lapack_driver="stemr", check_finite=False
             )
-        w, z = w.astype(S.dtype, copy=False), z.astype(S.dtype, copy=False)
+        w, z = (w * unit).astype(S.dtype, copy=False), z.astype(S.dtype, copy=False)
         lmd[b], Z[b] = w[lo - g_lo : lo - g_lo + k], z[:, lo - g_lo : lo - g_lo + k]
         if lo > 0:
             guards[b, 0] = w[0]
         if hi < M:
             guards[b, 1] = w[-1]
-        extremes[b, 0] = w[0] if g_lo == 0 else _eigenvalue(linalg, d, e, 0)
-        extremes[b, 1] = w[-1] if g_hi == M else _eigenvalue(linalg, d, e, M - 1)
+        extremes[b, 0] = w[0] if g_lo == 0 else unit * _eigenvalue(linalg, d, e, 0)
+        extremes[b, 1] = w[-1] if g_hi == M else unit * _eigenvalue(linalg, d, e, M - 1)
     op = TridiagonalOperator(
         reflectors,
         taus,

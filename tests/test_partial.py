@@ -484,3 +484,27 @@ def test_krylov_falls_back_to_full_where_the_window_edge_cuts_a_tie() -> None:
     np.testing.assert_array_equal(lmd, lmd_f)
     V = rng.standard_normal(Y.shape)
     np.testing.assert_array_equal(pullback(V), pullback_f(V))
+
+
+@pytest.mark.parametrize("method", ["subset", "krylov"])
+def test_partial_methods_are_scale_equivariant_and_take_empty_stacks(method: str) -> None:
+    """λ(sX) = sλ(X), Y(sX) = Y(X) and dL/dX(sX) = dL/dX(X)/s for powers of two s across the
+    float64 range (2^±1000) and float32 (2^±60), exactly: every step is scaled by powers of two
+    (float32 at 2^±120 reaches subnormal entries and agrees to rounding only, not tested here);
+    empty stacks give empty results."""
+    rng = np.random.default_rng(18)
+    X = matrix_from_spectrum(np.concatenate([np.linspace(-3.0, 0.0, 37), [1.0, 2.0, 3.5]]), rng)
+    V = rng.standard_normal((40, 3))
+    for dtype, scales in (
+        (np.float64, [2.0**-1000, 2.0**-500, 2.0**500, 2.0**1000]),
+        (np.float32, [2.0**-60, 2.0**60]),
+    ):
+        (l0, Y0), pullback0 = eigdiff.vjp(X.astype(dtype), top_k=3, method=method)
+        G0 = pullback0(V.astype(dtype))
+        for s in scales:
+            (lmd, Y), pullback = eigdiff.vjp((X * s).astype(dtype), top_k=3, method=method)
+            np.testing.assert_array_equal(lmd, l0 * dtype(s))
+            np.testing.assert_array_equal(Y, Y0)
+            np.testing.assert_array_equal(pullback(V.astype(dtype)), G0 / dtype(s))
+    (lmd, Y), pullback = eigdiff.vjp(np.zeros((0, 40, 40)), top_k=2, method=method)
+    assert lmd.shape == (0, 2) and Y.shape == (0, 40, 2) and pullback(np.zeros((0, 40, 2))).shape == (0, 40, 40)
