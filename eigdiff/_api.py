@@ -32,20 +32,14 @@ def _prepare(
     X: Array, selection: tuple[object, object, object], eps: object, degeneracy: object, method: object
 ) -> tuple[Any, Any, Any, int, int, float | None, str]:
     """Validate the forward's arguments: (X as accepted, xp, adapter, k, lo (the window of k
-    eigenpairs from index lo), eps as a float or None, the method resolved to "full" or "small")."""
+    eigenpairs from index lo), eps as a float or None, the method resolved by `_methods.choose`)."""
     X, adapter, xp = _accept(X)
     eps = _checks.check_options(eps, degeneracy)
-    M = _checks.check_matrix(X, xp, check_finite=adapter.check_values(X))
+    readable = adapter.check_values(X)
+    M = _checks.check_matrix(X, xp, check_finite=readable)
     k, lo = _checks.check_selection(*selection, M)
-    return (
-        X,
-        xp,
-        adapter,
-        k,
-        lo,
-        eps,
-        _methods.choose(method, X, M, k, lo=lo, traced=not adapter.check_values(X), degeneracy=degeneracy),
-    )
+    method = _methods.choose(method, X, M, k, lo=lo, traced=not readable, degeneracy=degeneracy)
+    return X, xp, adapter, k, lo, eps, method
 
 
 def _check_cotangent_values(adapter: Any, xp: ModuleType, **arrays: Array | None) -> None:
@@ -172,6 +166,25 @@ def eigh(
     solver = _solver_options(method, degeneracy, tol, maxiter)
     options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance, "method": method}
     return adapter.eigh(X, k, xp=xp, lo=lo, **options, **solver)  # type: ignore[no-any-return]
+
+
+def _partial_window(
+    adapter: Any,
+    X: Array,
+    xp: ModuleType,
+    k: int,
+    lo: int,
+    eps: float | None,
+    degeneracy: str,
+    solver: dict[str, Any],
+    method: str,
+) -> tuple[Any, str]:
+    """(the `eigdiff._partial.Window` of a partial method, or None, and the method by which the
+    full decomposition is computed where there is no window: "full" when a partial method fell
+    back, else ``method``)."""
+    if not solver:
+        return None, method
+    return adapter.window(X, xp, k, lo, method=method, eps=eps, degeneracy=degeneracy, **solver), "full"
 
 
 def _solver_options(method: str, degeneracy: str, tol: object, maxiter: object) -> dict[str, Any]:
@@ -373,24 +386,22 @@ def vjp(
         return _dask().vjp(X, selection=selection, **options)  # type: ignore[no-any-return]
     X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
     solver = _solver_options(method, degeneracy, tol, maxiter)
-    window = adapter.window(X, xp, k, lo, method=method, eps=eps, degeneracy=degeneracy, **solver) if solver else None
+    window, method = _partial_window(adapter, X, xp, k, lo, eps, degeneracy, solver, method)
     if window is not None:
         lmd, Y = window.lmd, window.Y
         outputs = (xp.asarray(lmd, copy=True), xp.asarray(Y, copy=True))
     else:
-        lmd, Y = adapter.decompose(X, xp, "full" if solver else method)
+        lmd, Y = adapter.decompose(X, xp, method)
         outputs = _core.top(lmd, Y, k, xp, copy=True, lo=lo)  # the pullback keeps lmd and Y to itself
 
     def pullback(V: Array | None = None, g_lmd: Array | None = None) -> Array:
+        V = None if V is None else _checks.as_array(V, "V", like=Y)
+        g_lmd = None if g_lmd is None else _checks.as_array(g_lmd, "g_lmd", like=Y)
         if window is not None:
-            V = None if V is None else _checks.as_array(V, "V", like=Y)
-            g_lmd = None if g_lmd is None else _checks.as_array(g_lmd, "g_lmd", like=Y)
             _checks.check_cotangents_of_window(Y, V, g_lmd)
             _check_cotangent_values(adapter, xp, V=V, g_lmd=g_lmd)
             with adapter.on_device(X):
                 return window.backward(V, g_lmd, check_invariance=check_invariance)
-        V = None if V is None else _checks.as_array(V, "V", like=Y)
-        g_lmd = None if g_lmd is None else _checks.as_array(g_lmd, "g_lmd", like=Y)
         K = _checks.check_cotangents(Y, V, g_lmd, xp)
         if (V is not None or g_lmd is not None) and K != k:
             raise ValueError(f"the pullback takes cotangents for the {k} selected eigenpairs, got K = {K}")
@@ -452,12 +463,12 @@ def jvp(
     X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
     solver = _solver_options(method, degeneracy, tol, maxiter)
     dX = _check_like_X(dX, "dX", X, adapter, xp)
-    window = adapter.window(X, xp, k, lo, method=method, eps=eps, degeneracy=degeneracy, **solver) if solver else None
+    window, method = _partial_window(adapter, X, xp, k, lo, eps, degeneracy, solver, method)
     if window is not None:
         with adapter.on_device(X):
             tangents = window.jvp(dX)
         return (xp.asarray(window.lmd, copy=True), xp.asarray(window.Y, copy=True)), tangents
-    lmd, Y = adapter.decompose(X, xp, "full" if solver else method)
+    lmd, Y = adapter.decompose(X, xp, method)
     with adapter.on_device(X):
         tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp, lo=lo)
     return _core.top(lmd, Y, k, xp, copy=True, lo=lo), tangents

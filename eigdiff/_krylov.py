@@ -60,7 +60,8 @@ def _orthonormal(W: Array, xp: ModuleType) -> Array:
 def decompose(
     S: Array, lo: int, hi: int, *, tol: float, maxiter: int | None, xp: ModuleType
 ) -> tuple[Array, Array, Array, Array]:
-    """The eigenpairs lo ≤ i < hi of symmetric S (..., n, n), a window at one end of the spectrum.
+    """The eigenpairs lo ≤ i < hi of symmetric S (..., n, n), a window at one end of the spectrum,
+    for n ≥ 3b (`fits`).
 
     Returns ``(lmd_W (..., k), Y_W (..., n, k), guards (..., 2), extremes (..., 2))`` as
     `eigdiff._subset.decompose` does; ``extremes`` are the outermost Ritz values (within the
@@ -82,10 +83,8 @@ def decompose(
     unit = 2.0**exponent if out_of_range else None
     if unit is not None:
         S = S / unit
-    b = min(n, k + 1 + max(2, k // 2))
-    depth = max(1, min(4, n // b - 1))  # q Krylov steps per restart; (q + 1) b ≤ n
-    if (depth + 1) * b > n:  # too small for a Krylov space: the dense solve is the cheaper one
-        raise ValueError("too small")  # pragma: no cover - the caller routes small n to "full"
+    b = block_size(k)
+    depth = min(4, n // b - 1)  # q Krylov steps per restart: (q + 1) b ≤ n, and q ≥ 2 where `fits`
     V = _orthonormal(xp.broadcast_to(start_block(n, b, S, xp), batch + (n, b)), xp)
     AV = S @ V
     limit = DEFAULT_MAXITER if maxiter is None else maxiter
@@ -162,10 +161,15 @@ def window(
     lmd, Y, guards, extremes = decompose(S, lo, lo + k, tol=solve_tol, maxiter=maxiter, xp=xp)
     op = DenseOperator(S, Y)
     options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": None}
-    return make_window(lmd, Y, guards, extremes, op, M=n, lo=lo, xp=xp, **options)
+    return make_window(lmd, Y, guards, extremes, op, method="krylov", M=n, lo=lo, xp=xp, **options)
+
+
+def block_size(k: int) -> int:
+    """b = k + 1 + p: the window, one guard pair and p = max(2, k // 2) of oversampling."""
+    return k + 1 + max(2, k // 2)
 
 
 def fits(n: int, k: int) -> bool:
-    """Whether an n × n problem leaves room for a Krylov space beyond the block of k + 1 + p."""
-    b = k + 1 + max(2, k // 2)
-    return 3 * b <= n
+    """Whether an n × n problem leaves room for a Krylov space beyond the block (n ≥ 3b), the
+    precondition of `decompose`; the callers route smaller problems to "full"."""
+    return 3 * block_size(k) <= n

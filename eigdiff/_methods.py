@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from eigdiff import _small
-from eigdiff._checks import library
+from eigdiff._checks import _index, library, real_scalar
 
 Array = Any
 
@@ -68,18 +68,11 @@ def choose(
     if method != "auto":
         return _small.choose(method, X, M)
     chosen = _small.choose("auto", X, M)
+    if chosen != "full" or k == M or traced or degeneracy == "taylor":  # the cheap tests first (hot path)
+        return chosen
     bound = AUTO_SUBSET.get(library(X))
-    if (
-        chosen == "full"
-        and bound is not None
-        and k < M
-        and not traced
-        and degeneracy != "taylor"
-        and _subset_applies(X)
-    ):
-        min_M, max_fraction = bound
-        if M >= min_M and k <= max_fraction * M and _scipy_present():
-            return "subset"
+    if bound is not None and M >= bound[0] and k <= bound[1] * M and _subset_applies(X) and _scipy_present():
+        return "subset"
     return chosen
 
 
@@ -112,8 +105,6 @@ def _scipy_present() -> bool:
 
 def check_solver_options(tol: object, maxiter: object) -> tuple[float | None, int | None]:
     """``tol`` a real in (0, 1) or None; ``maxiter`` a positive integer or None."""
-    from eigdiff._checks import _index, real_scalar
-
     if tol is not None:
         tol = real_scalar(tol, "tol", positive=True)
         if not 0 < tol < 1:

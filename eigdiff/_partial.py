@@ -27,11 +27,12 @@ window the operator is definite and MINRES converges like CG, at a rate set by
 from __future__ import annotations
 
 import math
+import warnings
 from types import ModuleType
 from typing import Any, Protocol
 
-from eigdiff._core import add_transpose
-from eigdiff._gaps import _device, gap_product
+from eigdiff._core import DegenerateGradientWarning, add_transpose, warn_if_not_invariant
+from eigdiff._gaps import _device, default_eps_factor, gap_product
 
 Array = Any
 
@@ -250,10 +251,9 @@ class Window:
 
     ``lmd`` (..., k) and ``Y`` (..., M, k): the window, ascending; ``op``: the basis of the
     projected solve; ``eps``: the absolute gap threshold resolved from the whole spectrum's
-    scale; ``tol`` and ``maxiter``: the solve's.
+    scale; ``tol`` and ``maxiter``: the solve's; ``method``: the partial method that made it
+    (for messages).
     """
-
-    method = "krylov"  # the method that made it, for messages ("subset" windows are wrapped)
 
     def __init__(
         self,
@@ -261,20 +261,19 @@ class Window:
         Y: Array,
         op: Operator,
         *,
+        method: str,
         eps: Any,
         degeneracy: str,
         tol: float,
         maxiter: int | None,
         xp: ModuleType,
     ) -> None:
-        self.lmd, self.Y, self.op, self.xp = lmd, Y, op, xp
+        self.lmd, self.Y, self.op, self.xp, self.method = lmd, Y, op, xp, method
         self.options = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": maxiter}
 
     def backward(self, V: Array | None, g_lmd: Array | None, *, check_invariance: bool = False) -> Array:
         """dL/dX (..., M, M) from dL/dY_W and dL/dλ_W (either None for zero)."""
         if check_invariance and V is not None:
-            from eigdiff._core import warn_if_not_invariant
-
             P_W = self.op.Z.mT @ self.op.to_basis(V)
             warn_if_not_invariant(self.lmd, P_W, self.lmd.shape[-1], self.options["eps"], self.xp, lo=0)
         return partial_backward(self.op, self.lmd, self.Y, V, g_lmd, xp=self.xp, **self.options)
@@ -292,6 +291,7 @@ def make_window(
     extremes: Array,
     op: Operator,
     *,
+    method: str,
     M: int,
     lo: int,
     eps: float | None,
@@ -307,13 +307,9 @@ def make_window(
 
     ``guards`` (..., 2): the eigenvalues just outside the window (±inf where it reaches an end);
     ``extremes`` (..., 2): the spectrum's smallest and largest, for the default threshold
-    `eigdiff._gaps.default_eps_factor` · max(|λ_min|, |λ_max|) (the full path's).
+    `eigdiff._gaps.default_eps_factor` · max(|λ_min|, |λ_max|) (the full path's); ``method``
+    the partial method that computed them.
     """
-    import warnings
-
-    from eigdiff._core import DegenerateGradientWarning
-    from eigdiff._gaps import default_eps_factor
-
     k = lmd.shape[-1]
     if eps is None:
         scale = xp.max(xp.abs(extremes), axis=-1)[..., None, None]
@@ -333,4 +329,4 @@ def make_window(
         )
         return None
     tol = default_tol(lmd.dtype, xp) if tol is None else tol
-    return Window(lmd, Y, op, eps=threshold, degeneracy=degeneracy, tol=tol, maxiter=maxiter, xp=xp)
+    return Window(lmd, Y, op, method=method, eps=threshold, degeneracy=degeneracy, tol=tol, maxiter=maxiter, xp=xp)

@@ -132,20 +132,19 @@ def decompose(X: Array, lo: int, hi: int) -> tuple[Array, Array, Array, Array, T
     reaches an end), ``extremes`` (λ_0, λ_{M−1}), ``op`` the `TridiagonalOperator` for the
     backward.
     """
-    S = X  # its shape and dtype name the outputs'
     linalg = _scipy()
-    batch, M = S.shape[:-2], S.shape[-1]
+    batch, M = X.shape[:-2], X.shape[-1]
     k = hi - lo
-    flat = S.reshape((-1, M, M))
+    flat = X.reshape((-1, M, M))
     count = flat.shape[0]
     sytrd = linalg.lapack.get_lapack_funcs("sytrd", (flat,))
-    d_all = np.empty((count, M), dtype=S.dtype)
-    e_all = np.empty((count, max(M - 1, 0)), dtype=S.dtype)
-    lmd = np.empty((count, k), dtype=S.dtype)
-    Z = np.empty((count, M, k), dtype=S.dtype)
-    guards = np.full((count, 2), np.inf, dtype=S.dtype)
+    d_all = np.empty((count, M), dtype=X.dtype)
+    e_all = np.empty((count, max(M - 1, 0)), dtype=X.dtype)
+    lmd = np.empty((count, k), dtype=X.dtype)
+    Z = np.empty((count, M, k), dtype=X.dtype)
+    guards = np.full((count, 2), np.inf, dtype=X.dtype)
     guards[:, 0] = -np.inf
-    extremes = np.empty((count, 2), dtype=S.dtype)
+    extremes = np.empty((count, 2), dtype=X.dtype)
     reflectors, taus = [], []
     g_lo, g_hi = max(lo - 1, 0), min(hi + 1, M)  # the window with one guard on each side
     for b in range(count):
@@ -164,12 +163,12 @@ def decompose(X: Array, lo: int, hi: int) -> tuple[Array, Array, Array, Array, T
         unit = 2.0 ** round(math.log2(big)) if big > 0 else 1.0
         d, e = d / unit, e / unit
         if M == 1:
-            w, z = d.copy(), np.ones((1, 1), dtype=S.dtype)
+            w, z = d.copy(), np.ones((1, 1), dtype=X.dtype)
         else:
             w, z = linalg.eigh_tridiagonal(
                 d, e, select="i", select_range=(g_lo, g_hi - 1), lapack_driver="stemr", check_finite=False
             )
-        w, z = (w * unit).astype(S.dtype, copy=False), z.astype(S.dtype, copy=False)
+        w, z = (w * unit).astype(X.dtype, copy=False), z.astype(X.dtype, copy=False)
         lmd[b], Z[b] = w[lo - g_lo : lo - g_lo + k], z[:, lo - g_lo : lo - g_lo + k]
         if lo > 0:
             guards[b, 0] = w[0]
@@ -205,7 +204,7 @@ def window(
     M = S.shape[-1]
     lmd, Y, guards, extremes, op = decompose(S, lo, lo + k)
     options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": maxiter}
-    result = make_window(lmd, Y, guards, extremes, op, M=M, lo=lo, xp=xp, **options)
+    result = make_window(lmd, Y, guards, extremes, op, method="subset", M=M, lo=lo, xp=xp, **options)
     if result is not None:
         if lo + k == M and lo > 0:  # a top window: M = σ − T with σ above λ_max by the edge gap
             op.set_preconditioner(extremes[..., 1] + (lmd[..., 0] - guards[..., 0]), 1.0)

@@ -139,10 +139,8 @@ def _numpy(t: torch.Tensor | None) -> Any:
 class TorchWindow:
     """A `eigdiff._partial.Window` computed on NumPy views of CPU tensors, seen as tensors."""
 
-    method = "subset"
-
     def __init__(self, window: Any) -> None:
-        self.window = window
+        self.window, self.method = window, window.method
         self.lmd, self.Y = torch.from_numpy(window.lmd), torch.from_numpy(window.Y)
 
     def backward(self, V: Any, g_lmd: Any, *, check_invariance: bool = False) -> torch.Tensor:
@@ -456,10 +454,10 @@ class TorchAdapter(ArrayAPIAdapter):
         if torch.compiler.is_compiling() or _transformed(X):  # PartialEighFunction unwraps X first
             raise NotImplementedError(_PARTIAL_LIMITS.format(method=method))
         with torch.no_grad():
-            if method == "krylov":  # torch operations on X's device; the Window holds tensors
-                return super().window(X.detach(), xp, k, lo, method=method, **options)
-            window = super().window(X.detach(), xp, k, lo, method=method, **options)  # NumPy views of X's memory
-        return None if window is None else TorchWindow(window)
+            window = super().window(X.detach(), xp, k, lo, method=method, **options)
+        if window is None or method == "krylov":  # krylov: torch operations, the Window holds tensors
+            return window
+        return TorchWindow(window)  # subset: computed on NumPy views of X's memory
 
     def eigh(
         self,
@@ -506,11 +504,7 @@ def _partial_eigh(X: Any, k: int, lo: int, method: str, options: dict[str, Any],
         _refuse_nested_differentiation(method)
         out = PartialEighFunction.apply(X, k, lo, method, options, check_invariance)
         return out[0], out[1]
-    window = ADAPTER.window(X, xp_torch, k, lo, method=method, **options)
-    if window is not None:
-        return window.lmd, window.Y
-    lmd, Y = ADAPTER.decompose(X, xp_torch, "full")
-    return _core.top(lmd, Y, k, xp_torch, copy=True, lo=lo)
+    return ArrayAPIAdapter.eigh(ADAPTER, X, k, xp=xp_torch, method=method, lo=lo, **options)  # nothing to track
 
 
 ADAPTER = TorchAdapter()
