@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from eigdiff import _checks, _core, _functions, _methods, _small
+from eigdiff import _checks, _core, _functions, _methods, _small, _sparse
 from eigdiff.backends import adapter_for
 
 Array = Any
@@ -61,6 +61,7 @@ def eigh(
     method: str = "auto",
     tol: float | None = None,
     maxiter: int | None = None,
+    assume_symmetric: bool = False,
 ) -> tuple[Array, Array]:
     """Eigendecomposition of ½(X + Xᵀ), differentiable through eigdiff's backward.
 
@@ -70,7 +71,11 @@ def eigh(
         Real float32 or float64 matrices of any array-API library (NumPy, CuPy, torch,
         array_api_strict, ...). Only the symmetric part ½(X + Xᵀ) is used. Not modified.
         A `dask.array` array gives lazy results, one task per chunk (every function here
-        takes dask arrays; see the distributed docs page).
+        takes dask arrays; see the distributed docs page). Also a sparse matrix (SciPy CSR,
+        CSC or COO; torch sparse COO or CSR; CuPy sparse) or a matrix-free operator with
+        ``shape``, ``dtype`` and ``matmat`` (SciPy's LinearOperator protocol), with ``top_k``,
+        ``bottom_k`` or an end window and method ``"auto"``/``"krylov"``: A is never densified,
+        and a torch sparse A gets ``A.grad`` at its stored entries (see the sparse docs page).
     top_k : int in [1, M] or None, keyword-only
         Return only the ``top_k`` eigenpairs of largest eigenvalue (still ascending).
     bottom_k : int in [1, M] or None, keyword-only
@@ -110,6 +115,10 @@ def eigh(
         takes ``tol``), for ``"subset"`` the backward's solve (cap: 4M + 100). They raise
         `eigdiff.ConvergenceError` rather than return unconverged results. Unused by the
         other methods.
+    assume_symmetric : bool, keyword-only
+        Sparse input only: use A as given instead of ½(A + Aᵀ) (formed in the sparse domain,
+        one copy of A's pattern), after a one-product probe that raises ValueError if A is not
+        symmetric to rounding. Operators are always probed (they have no transpose).
 
     Returns
     -------
@@ -133,10 +142,14 @@ def eigh(
         ``method``, ``"small"`` for M > 3, ``"subset"`` for arrays other than NumPy's and CPU
         torch tensors, ``"krylov"`` for JAX or an interior window, either with
         ``degeneracy="taylor"``; a bad ``tol`` or ``maxiter``.
+        Sparse input: the errors of `eigdiff._sparse` (a method other than "auto"/"krylov", no
+        or an interior window, NaN/Inf among the stored values, an asymmetric A with
+        ``assume_symmetric``, a tie across the window's edge).
     ConvergenceError
         ``"krylov"``: the forward did not converge within ``maxiter`` restarts.
     TypeError
-        ``X`` is not a dense array (a list, ``np.matrix``, a masked or sparse array), or is
+        ``X`` is not an array (a list, ``np.matrix``, a masked array, an unsupported sparse
+        format such as LIL), or is
         integer, bool, float16, bfloat16 or complex; ``top_k``, ``bottom_k`` or the entries of
         ``subset_by_index`` are not integers; ``eps`` is not a real number.
     NotImplementedError
@@ -162,10 +175,26 @@ def eigh(
     selection = (top_k, bottom_k, subset_by_index)
     if _checks.is_dask(X):
         return _dask().eigh(X, selection=selection, eps=eps, degeneracy=degeneracy, method=method)  # type: ignore[no-any-return]
+    if _sparse.accepts(X):
+        options = _sparse_options(eps, degeneracy, method, tol, maxiter, assume_symmetric)
+        return _sparse.eigh(X, selection, check_invariance=check_invariance, **options)
     X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
     solver = _solver_options(method, degeneracy, tol, maxiter)
     options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance, "method": method}
     return adapter.eigh(X, k, xp=xp, lo=lo, **options, **solver)  # type: ignore[no-any-return]
+
+
+def _sparse_options(
+    eps: object, degeneracy: object, method: object, tol: object, maxiter: object, assume_symmetric: object
+) -> dict[str, Any]:
+    return {
+        "eps": eps,
+        "degeneracy": degeneracy,
+        "method": method,
+        "tol": tol,
+        "maxiter": maxiter,
+        "assume_symmetric": assume_symmetric,
+    }
 
 
 def _partial_window(
@@ -342,6 +371,7 @@ def vjp(
     method: str = "auto",
     tol: float | None = None,
     maxiter: int | None = None,
+    assume_symmetric: bool = False,
 ) -> tuple[tuple[Array, Array], Callable[..., Array]]:
     """`eigh` with a pullback, for libraries without autograd (NumPy, CuPy), as ``jax.vjp``.
 
@@ -351,8 +381,10 @@ def vjp(
 
     Parameters
     ----------
-    X, top_k, bottom_k, subset_by_index, eps, degeneracy, method, tol, maxiter
-        As in `eigh`.
+    X, top_k, bottom_k, subset_by_index, eps, degeneracy, method, tol, maxiter, assume_symmetric
+        As in `eigh`. For sparse X the pullback returns dL/dX at X's stored entries as a
+        sparse matrix of X's format and pattern; for a matrix-free operator, the factors
+        ``(U, F)`` with dL/dX = ½(U Fᵀ + F Uᵀ) (U = Y, (M, k)).
     check_invariance : bool, keyword-only
         Have the pullback warn (`DegenerateGradientWarning`) when the incoming gradient is
         not invariant within a degenerate eigenspace, where no derivative exists.
@@ -384,6 +416,9 @@ def vjp(
     if _checks.is_dask(X):
         options = {"eps": eps, "degeneracy": degeneracy, "check_invariance": check_invariance, "method": method}
         return _dask().vjp(X, selection=selection, **options)  # type: ignore[no-any-return]
+    if _sparse.accepts(X):
+        options = _sparse_options(eps, degeneracy, method, tol, maxiter, assume_symmetric)
+        return _sparse.vjp(X, selection, check_invariance=check_invariance, **options)
     X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
     solver = _solver_options(method, degeneracy, tol, maxiter)
     window, method = _partial_window(adapter, X, xp, k, lo, eps, degeneracy, solver, method)
@@ -423,6 +458,7 @@ def jvp(
     method: str = "auto",
     tol: float | None = None,
     maxiter: int | None = None,
+    assume_symmetric: bool = False,
 ) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     """Forward-mode derivative of `eigh`: the outputs and their tangents along ``dX``.
 
@@ -431,10 +467,12 @@ def jvp(
 
     Parameters
     ----------
-    X, top_k, bottom_k, subset_by_index, eps, degeneracy, method, tol, maxiter
+    X, top_k, bottom_k, subset_by_index, eps, degeneracy, method, tol, maxiter, assume_symmetric
         As in `eigh`.
     dX : array, shape (..., M, M)
-        The tangent; same namespace, shape and dtype as ``X``.
+        The tangent; same namespace, shape and dtype as ``X``. For sparse X, a sparse matrix
+        of the same library, shape and dtype (any pattern); for an operator, a symmetric
+        operator of X's shape.
 
     Returns
     -------
@@ -460,6 +498,8 @@ def jvp(
     selection = (top_k, bottom_k, subset_by_index)
     if _checks.is_dask(X):
         return _dask().jvp(X, dX, selection=selection, eps=eps, degeneracy=degeneracy, method=method)  # type: ignore[no-any-return]
+    if _sparse.accepts(X):
+        return _sparse.jvp(X, dX, selection, **_sparse_options(eps, degeneracy, method, tol, maxiter, assume_symmetric))
     X, xp, adapter, k, lo, eps, method = _prepare(X, selection, eps, degeneracy, method)
     solver = _solver_options(method, degeneracy, tol, maxiter)
     dX = _check_like_X(dX, "dX", X, adapter, xp)

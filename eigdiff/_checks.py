@@ -49,7 +49,7 @@ def as_array(a: Array, name: str, *, like: Array | None = None) -> Array:
 
     Refused: what is not an array (lists, Python scalars), ``np.matrix`` (its ``*`` and
     shapes are not the array API's), masked arrays (eigdiff would ignore the mask), sparse
-    arrays of any library (not supported yet), and an array of another library than ``like``.
+    arrays of any library (taken by `eigdiff.eigh`, `vjp` and `jvp` before this, `eigdiff._sparse`), and an array of another library than ``like``.
     A NumPy array in non-native byte order is converted (a copy), as NumPy's own eigh does.
     """
     kind = _type_name(a)
@@ -58,7 +58,8 @@ def as_array(a: Array, name: str, *, like: Array | None = None) -> Array:
     if torch is not None and isinstance(a, torch.Tensor):  # first: no cached helper for Dynamo to trace
         if a.layout != torch.strided:
             raise TypeError(
-                f"{name} is a sparse tensor (layout {a.layout}); eigdiff needs a dense (strided) tensor for now"
+                f"{name} is a sparse tensor (layout {a.layout}); eigdiff takes sparse input in eigh, vjp and jvp "
+                f"(a window of extreme eigenpairs) and needs a dense (strided) tensor here"
             )
     elif np is not None and isinstance(a, np.ndarray):
         if isinstance(a, np.matrix):
@@ -68,7 +69,10 @@ def as_array(a: Array, name: str, *, like: Array | None = None) -> Array:
         if not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
     elif "sparse" in type(a).__module__:
-        raise TypeError(f"{name} is a sparse array ({kind}); eigdiff needs a dense array for now")
+        raise TypeError(
+            f"{name} is a sparse array ({kind}); eigdiff takes sparse input in eigh, vjp and jvp (a window of "
+            f"extreme eigenpairs) and needs a dense array here"
+        )
     elif not is_array_api_obj(a):
         raise TypeError(f"{name} must be an array (NumPy, CuPy, torch, ...), got {kind}")
     if like is not None and library(a) != library(like):

@@ -36,7 +36,15 @@ from eigdiff._gaps import _device, default_eps_factor, gap_product
 
 Array = Any
 
-__all__ = ["ConvergenceError", "Operator", "default_tol", "partial_backward", "partial_jvp", "projected_solve"]
+__all__ = [
+    "ConvergenceError",
+    "Operator",
+    "default_tol",
+    "partial_backward",
+    "partial_factors",
+    "partial_jvp",
+    "projected_solve",
+]
 
 
 class ConvergenceError(RuntimeError):
@@ -72,10 +80,11 @@ class Operator(Protocol):
 
 
 class DenseOperator:
-    """The identity basis: ``matvec(B) = S B`` for the symmetric part S of a dense X."""
+    """The identity basis: ``matvec(B) = S B`` for the symmetric part S of a dense X, or
+    ``product(B)`` where given (a sparse matrix's or a matrix-free operator's product)."""
 
-    def __init__(self, S: Array, Y_W: Array) -> None:
-        self.S, self.Z = S, Y_W
+    def __init__(self, S: Array, Y_W: Array, product: Any = None) -> None:
+        self.S, self.Z, self.product = S, Y_W, product
 
     def to_basis(self, B: Array) -> Array:
         return B
@@ -84,7 +93,7 @@ class DenseOperator:
         return B
 
     def matvec(self, B: Array) -> Array:
-        return self.S @ B
+        return self.S @ B if self.product is None else self.product(B)
 
 
 def default_tol(dtype: Any, xp: ModuleType) -> float:
@@ -191,6 +200,34 @@ def _halved_window_block(
     return C
 
 
+def partial_factors(
+    op: Operator,
+    lmd_W: Array,
+    Y_W: Array,
+    V: Array | None,
+    g_lmd: Array | None,
+    *,
+    eps: Any,
+    degeneracy: str,
+    tol: float,
+    maxiter: int | None,
+    xp: ModuleType,
+) -> Array:
+    """F (..., M, k) with dL/dX = ½(Y_W Fᵀ + F Y_Wᵀ): F = Y_W (F_W ∘ Y_Wᵀ V + diag g) + W (see
+    the module docstring), from the window's pairs and gradients alone.
+
+    ``eps``: the absolute gap threshold, a float or an array (..., 1, 1) resolved by the forward
+    from the whole spectrum's scale (the window alone does not know it).
+    """
+    if V is None:
+        return xp.zeros_like(Y_W) if g_lmd is None else Y_W * g_lmd[..., None, :]
+    V_b = op.to_basis(V)
+    P_W = op.Z.mT @ V_b  # = Y_Wᵀ V
+    C = _halved_window_block(P_W, lmd_W, g_lmd, eps=eps, degeneracy=degeneracy, xp=xp)
+    W = op.from_basis(projected_solve(op, lmd_W, V_b - op.Z @ P_W, tol=tol, maxiter=maxiter, xp=xp))
+    return Y_W @ (2 * C) + W
+
+
 def partial_backward(
     op: Operator,
     lmd_W: Array,
@@ -204,22 +241,9 @@ def partial_backward(
     maxiter: int | None,
     xp: ModuleType,
 ) -> Array:
-    """dL/dX (..., M, M) from the window's pairs and gradients alone (see the module docstring).
-
-    ``eps``: the absolute gap threshold, a float or an array (..., 1, 1) resolved by the forward
-    from the whole spectrum's scale (the window alone does not know it).
-    """
-    if V is None:
-        if g_lmd is None:
-            return xp.zeros(Y_W.shape[:-1] + (Y_W.shape[-2],), dtype=Y_W.dtype, device=_device(Y_W))
-        G = (Y_W * (g_lmd[..., None, :] / 2)) @ Y_W.mT
-        return G + G.mT
-    V_b = op.to_basis(V)
-    P_W = op.Z.mT @ V_b  # = Y_Wᵀ V
-    C = _halved_window_block(P_W, lmd_W, g_lmd, eps=eps, degeneracy=degeneracy, xp=xp)
-    W = op.from_basis(projected_solve(op, lmd_W, V_b - op.Z @ P_W, tol=tol, maxiter=maxiter, xp=xp))
-    G = (Y_W @ C + W / 2) @ Y_W.mT
-    return add_transpose(G, xp, blocked=True)  # never under autograd recording (once differentiable)
+    """dL/dX (..., M, M) = ½(Y_W Fᵀ + F Y_Wᵀ) with F from `partial_factors` (same arguments)."""
+    F = partial_factors(op, lmd_W, Y_W, V, g_lmd, eps=eps, degeneracy=degeneracy, tol=tol, maxiter=maxiter, xp=xp)
+    return add_transpose((F / 2) @ Y_W.mT, xp, blocked=True)  # never under autograd recording (once differentiable)
 
 
 def partial_jvp(
@@ -271,16 +295,27 @@ class Window:
         self.lmd, self.Y, self.op, self.xp, self.method = lmd, Y, op, xp, method
         self.options = {"eps": eps, "degeneracy": degeneracy, "tol": tol, "maxiter": maxiter}
 
-    def backward(self, V: Array | None, g_lmd: Array | None, *, check_invariance: bool = False) -> Array:
-        """dL/dX (..., M, M) from dL/dY_W and dL/dλ_W (either None for zero)."""
+    def _check(self, V: Array | None, check_invariance: bool) -> None:
         if check_invariance and V is not None:
             P_W = self.op.Z.mT @ self.op.to_basis(V)
             warn_if_not_invariant(self.lmd, P_W, self.lmd.shape[-1], self.options["eps"], self.xp, lo=0)
+
+    def backward(self, V: Array | None, g_lmd: Array | None, *, check_invariance: bool = False) -> Array:
+        """dL/dX (..., M, M) from dL/dY_W and dL/dλ_W (either None for zero)."""
+        self._check(V, check_invariance)
         return partial_backward(self.op, self.lmd, self.Y, V, g_lmd, xp=self.xp, **self.options)
+
+    def factors(self, V: Array | None, g_lmd: Array | None, *, check_invariance: bool = False) -> Array:
+        """F (..., M, k) with dL/dX = ½(Y_W Fᵀ + F Y_Wᵀ) (`partial_factors`), never forming dL/dX."""
+        self._check(V, check_invariance)
+        return partial_factors(self.op, self.lmd, self.Y, V, g_lmd, xp=self.xp, **self.options)
 
     def jvp(self, dX: Array) -> tuple[Array, Array]:
         """(dλ_W, dY_W) along dX (..., M, M)."""
-        dS_Y = (dX @ self.Y + dX.mT @ self.Y) / 2
+        return self.jvp_product((dX @ self.Y + dX.mT @ self.Y) / 2)
+
+    def jvp_product(self, dS_Y: Array) -> tuple[Array, Array]:
+        """(dλ_W, dY_W) from dS Y_W (..., M, k), dS = ½(dX + dXᵀ) (a sparse or matrix-free tangent)."""
         return partial_jvp(self.op, self.lmd, self.Y, dS_Y, xp=self.xp, **self.options)
 
 
@@ -299,6 +334,7 @@ def make_window(
     tol: float | None,
     maxiter: int | None,
     xp: ModuleType,
+    fallback: bool = True,
 ) -> Window | None:
     """The `Window` of a partial forward's results, or None (after a `DegenerateGradientWarning`)
     where an unselected eigenvalue lies within the gap threshold of the window's edge: there the
@@ -308,7 +344,8 @@ def make_window(
     ``guards`` (..., 2): the eigenvalues just outside the window (±inf where it reaches an end);
     ``extremes`` (..., 2): the spectrum's smallest and largest, for the default threshold
     `eigdiff._gaps.default_eps_factor` · max(|λ_min|, |λ_max|) (the full path's); ``method``
-    the partial method that computed them.
+    the partial method that computed them. ``fallback=False`` (sparse and matrix-free input,
+    where "full" would densify): a ValueError there instead.
     """
     k = lmd.shape[-1]
     if eps is None:
@@ -319,6 +356,13 @@ def make_window(
         threshold = edge_threshold = eps
     edge_gaps = xp.stack([lmd[..., 0] - guards[..., 0], guards[..., 1] - lmd[..., -1]], axis=-1)
     if bool(xp.any(edge_gaps <= edge_threshold)):
+        if not fallback:
+            raise ValueError(
+                f"the selected window (eigenpairs {lo} <= i < {lo + k}) has an unselected eigenvalue within the gap "
+                f"threshold of its edge (smallest edge gap {float(xp.min(edge_gaps)):.3g}): the eigenvectors at the "
+                f"edge are not determined by the window. Widen or narrow the window so that it holds the whole "
+                f"cluster, or pass a smaller eps"
+            )
         warnings.warn(
             f"the selected window (eigenpairs {lo} <= i < {lo + k}) has an unselected eigenvalue within the gap "
             f"threshold of its edge (smallest edge gap {float(xp.min(edge_gaps)):.3g}): the eigenvectors at the edge "

@@ -270,18 +270,21 @@ def test_np_matrix_and_masked_arrays_are_refused() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state:UserWarning")
-def test_torch_sparse_is_refused() -> None:
+def test_torch_sparse_is_refused_where_a_dense_tensor_is_needed() -> None:
+    """Sparse input is for eigh, vjp and jvp (tests/test_sparse.py); elsewhere it is refused."""
     torch = pytest.importorskip("torch")
     dense = torch.eye(3, dtype=torch.float64)
     for sparse in (dense.to_sparse(), dense.to_sparse_csr()):
-        with pytest.raises(TypeError, match="X is a sparse tensor .*layout torch.sparse_c(oo|sr)"):
-            eigdiff.eigh(sparse)
+        with pytest.raises(TypeError, match="X is a sparse tensor .*layout torch.sparse_c(oo|sr).*eigh, vjp and jvp"):
+            eigdiff.matrix_function(sparse, "exp")
+        with pytest.raises(TypeError, match="Y is a sparse tensor"):
+            eigdiff.backward(torch.ones(3, dtype=torch.float64), sparse)
 
 
-def test_scipy_sparse_is_refused() -> None:
+def test_scipy_sparse_is_refused_where_a_dense_array_is_needed() -> None:
     sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match=r"X is a sparse array \(scipy.sparse"):
-        eigdiff.eigh(sparse.eye_array(3))
+    with pytest.raises(TypeError, match=r"X is a sparse array \(scipy.sparse.*eigh, vjp and jvp"):
+        eigdiff.expm(sparse.eye_array(3))
 
 
 # ---------------------------------------------------------------- 8, 9. M = 0, eigenvalue-only backward

@@ -26,7 +26,14 @@ from torch._C._functorch import TransformType
 from eigdiff import _core, _functions, _methods
 from eigdiff.backends import ArrayAPIAdapter
 
-__all__ = ["EigenDecompositionFcn", "EighFunction", "FrechetFunction", "MatrixFunction", "PartialEighFunction"]
+__all__ = [
+    "EigenDecompositionFcn",
+    "EighFunction",
+    "FrechetFunction",
+    "MatrixFunction",
+    "PartialEighFunction",
+    "SparseEighFunction",
+]
 
 
 def _merge(window: Any, full: Any, k: int, lo: int) -> Any:
@@ -277,6 +284,38 @@ _PARTIAL_LIMITS = (
     "vjp, jvp, jacrev, jacfwd; inside torch.compile it runs eagerly, a graph break) but not second derivatives "
     "(double backward, hessian) or vmap over X; use method='full' there"
 )
+
+
+class SparseEighFunction(torch.autograd.Function):
+    """(lmd_W, Y_W) of a torch sparse A's window, computed by `eigdiff._sparse` before ``apply``,
+    with the backward dL/dA at A's stored entries, in A's layout (COO or CSR) and pattern.
+
+    ``apply(A, source, window, check_invariance)``: ``source`` the `eigdiff._sparse.SparseInput`
+    of A, ``window`` its `eigdiff._partial.Window`. Reverse mode only: a backward with
+    ``create_graph=True`` raises NotImplementedError, and there is no forward-mode rule.
+    """
+
+    @staticmethod
+    def forward(A: Any, source: Any, window: Any, check_invariance: bool) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return window.lmd.clone(), window.Y.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.source, ctx.window, ctx.check_invariance = inputs[1], inputs[2], inputs[3]
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, g_lmd: Any, V: Any) -> tuple[Any, ...]:  # type: ignore[override]
+        if g_lmd is None and V is None:
+            return (None,) * 4
+        if torch.is_grad_enabled():  # create_graph=True: the result would be a constant, silently
+            raise NotImplementedError(
+                "eigdiff's gradient with respect to a sparse tensor is not differentiable again (a second "
+                "derivative through sparse input would silently miss its terms); call backward or autograd.grad "
+                "without create_graph=True, or use a dense tensor"
+            )
+        grad = ctx.source.gradient(ctx.window, V, g_lmd, check_invariance=ctx.check_invariance)
+        return grad, None, None, None
 
 
 class CompilableEighFunction(EighFunction):
