@@ -202,9 +202,10 @@ def fits(n: int, k: int) -> bool:
     return 3 * block_size(k) <= n
 
 
-#: Chebyshev filter degree per Rayleigh–Ritz step of `filtered` (measured on the 10^5-node grid
-#: Laplacian's 8 smallest, float64, 2-core AMD EPYC: degree 20 took 8061 products and 61 s,
-#: degree 60 took 4081 products and 27 s; fewer Rayleigh–Ritz steps, each a QR and an eigh).
+#: The largest Chebyshev filter degree per Rayleigh–Ritz step of `filtered` (measured on the
+#: 10^5-node grid Laplacian's 8 smallest, float64, 2-core AMD EPYC: degree 20 took 8061
+#: products and 61 s, degree 60 took 4081 products and 27 s; fewer Rayleigh–Ritz steps, each a
+#: QR and an eigh). Each step takes less where its estimate says so (`_degree`).
 FILTER_DEGREE = 60
 
 
@@ -221,7 +222,8 @@ def filtered(
     xp: ModuleType,
     big: float | None = None,
     degree: int = FILTER_DEGREE,
-) -> tuple[Array, Array, Array, Array]:
+    shifted: Callable[[float, float], Callable[[Array], Array]] | None = None,
+) -> tuple[Array, Array, Array, Array, tuple[Array, Array]]:
     """The window lo ≤ i < hi at one end of the spectrum of one symmetric operator (n × n,
     ``product(B) = S B``) by Chebyshev-filtered block iteration, for sparse and matrix-free S.
 
@@ -238,20 +240,28 @@ def filtered(
     ``bounds``: (lower, upper) bounds of the spectrum (Gershgorin's for a sparse matrix), or None
     to estimate them from a short Krylov run (matrix-free operators); an estimate that proves
     too narrow (a Ritz value beyond it) is widened and the step repeated. Converged as
-    `iterate`: the window and its guard with residuals ≤ tol · max(|lower|, |upper|).
-    Returns what `decompose` returns; ``extremes`` is the converged end and the bound at the
-    other. ``big``: S's largest |entry| where known: S is scaled by an exact power of two into
+    `iterate`: the window with residuals ≤ tol · max(|lower|, |upper|), and its guard with a
+    residual small enough to certify half the edge gap (reported as its lower bound).
+    Returns what `decompose` returns, and (U, SU): the block's other b − k Ritz vectors (the
+    guard and the oversampling, orthogonal to the window) and their products, which the
+    backward's conjugate gradients deflate; ``extremes`` is the converged end and the bound at
+    the other. ``shifted(a, b)``: a callable B ↦ (aS + bI) B made once per filter step (a shifted
+    sparse matrix, one product per degree); None: ``a · product(B) + b · B``. ``big``: S's largest |entry| where known: S is scaled by an exact power of two into
     [2^-64, 2^64] where it lies far outside (the results scaled back), as in `iterate`.
     Raises `ConvergenceError` after ``maxiter`` (default `DEFAULT_MAXITER`) steps.
     """
     unit = 1.0
     if big is not None and big > 0 and abs(round(math.log2(big))) > 64:
         unit = 2.0 ** round(math.log2(big))
-        unscaled = product
+        unscaled, unscaled_shifted = product, shifted
         product = lambda B: unscaled(B) / unit  # noqa: E731
+        if unscaled_shifted is not None:
+            shifted = lambda a, b: unscaled_shifted(a / unit, b)  # noqa: E731
         bounds = None if bounds is None else (bounds[0] / unit, bounds[1] / unit)
-    lmd, Y, guards, extremes = _filtered(product, n, like, lo, hi, bounds, tol, maxiter, xp, degree)
-    return (lmd * unit, Y, guards * unit, extremes * unit) if unit != 1.0 else (lmd, Y, guards, extremes)
+    lmd, Y, guards, extremes, (U, AU) = _filtered(product, n, like, lo, hi, bounds, tol, maxiter, xp, degree, shifted)
+    if unit != 1.0:
+        lmd, guards, extremes, AU = lmd * unit, guards * unit, extremes * unit, AU * unit
+    return lmd, Y, guards, extremes, (U, AU)
 
 
 def _filtered(
@@ -265,15 +275,21 @@ def _filtered(
     maxiter: int | None,
     xp: ModuleType,
     degree: int,
-) -> tuple[Array, Array, Array, Array]:
+    shifted: Callable[[float, float], Callable[[Array], Array]] | None,
+) -> tuple[Array, Array, Array, Array, tuple[Array, Array]]:
     k = hi - lo
     top = hi == n
     sign = -1.0 if top else 1.0  # the top window is the bottom window of −S
-    lower, upper = _estimate_bounds(product, n, like, xp) if bounds is None else bounds
+    lower, upper = estimate_bounds(product, n, like, xp) if bounds is None else bounds
     lower, upper = (-upper, -lower) if top else (lower, upper)
 
     def apply(B: Array) -> Array:
         return product(B) * sign
+
+    def signed(a: float, b: float) -> Callable[[Array], Array]:  # B ↦ (a sign S + b I) B
+        if shifted is None:
+            return lambda B: product(B) * (a * sign) + B * b
+        return shifted(a * sign, b)
 
     b = block_size(k)
     V = _orthonormal(start_block(n, b, like, xp), xp)
@@ -287,20 +303,44 @@ def _filtered(
         scale = max(abs(lower), abs(upper), float(xp.max(xp.abs(theta))))
         gap = (AV - V * theta[None, :]) / (scale if scale > 0 else 1.0)
         residual = xp.sqrt(xp.sum(gap * gap, axis=-2))
-        reached = float(xp.max(residual[: k + 1]))
+        # The guard needs only enough accuracy to bound the edge gap: with an eigenvalue within
+        # ‖r_g‖ of θ_g (and none missed), λ_guard ≥ θ_g − ‖r_g‖, so a guard residual of half the
+        # Ritz edge gap already certifies half that gap; it is reported as θ_g − ‖r_g‖.
+        guard_residual = float(residual[k]) * scale
+        edge_gap = float(theta[k] - theta[k - 1])
+        settled = guard_residual <= max(tol * scale, edge_gap / 2)
+        reached = float(xp.max(residual[:k] if settled else residual[: k + 1]))
         if reached <= tol:
             th = theta * sign
-            lmd, Y = (xp.flip(th[:k]), xp.flip(V[:, :k], axis=-1)) if top else (th[:k], V[:, :k])
-            edge = th[k : k + 1]
+            # the window as new, contiguous arrays (the backward's products with a strided view of V
+            # would miss BLAS: NumPy's matmul falls back to a loop for negative strides)
+            order = xp.arange(k - 1, -1, -1) if top else xp.arange(k)
+            lmd, Y = xp.take(th, order, axis=0), xp.take(V, order, axis=1)
+            edge = (theta[k : k + 1] - guard_residual) * sign
             inf = xp.full((1,), math.inf, dtype=th.dtype, device=_device(th))
             guards = xp.concat([edge, inf]) if top else xp.concat([-inf, edge])
             ends = (-upper, float(th[0])) if top else (float(th[0]), upper)
-            return lmd, Y, guards, xp.asarray(ends, dtype=th.dtype, device=_device(th))
+            rest = xp.arange(k, b)  # the guard and the oversampling: the backward's deflation
+            deflation = (xp.take(V, rest, axis=1), xp.take(AV, rest, axis=1) * sign)
+            return lmd, Y, guards, xp.asarray(ends, dtype=th.dtype, device=_device(th)), deflation
         cut, low = float(theta[-1]), min(float(theta[0]), lower)
         if float(theta[-1]) > upper:  # the upper estimate was too low: widen it and filter again
             upper = float(theta[-1]) + (upper - lower)
-        V = _orthonormal(_chebyshev(apply, V, AV, degree, cut, upper, low), xp)
-        AV = apply(V)
+        # Lock the converged leading pairs (a prefix of the window): they are not filtered again,
+        # which saves their products and keeps them from outgrowing the rest in the filter.
+        converged = [bool(c) for c in (residual[:k] <= tol)]
+        p = converged.index(False) if False in converged else k
+        steps = _degree(theta[p:], k - p, cut, upper, reached, tol, degree, xp)
+        F = _chebyshev(signed, V[:, p:], AV[:, p:], steps, cut, upper, max(low, float(theta[p])), xp)
+        if p:
+            L = V[:, :p]
+            for _ in range(2):
+                F = F - L @ (L.mT @ F)
+            F = _orthonormal(F, xp)
+            V, AV = xp.concat([L, F], axis=-1), xp.concat([AV[:, :p], apply(F)], axis=-1)
+        else:
+            V = _orthonormal(F, xp)
+            AV = apply(V)
     raise ConvergenceError(
         f"the Chebyshev-filtered block iteration for the {'largest' if top else 'smallest'} {k} eigenpairs stopped "
         f"after {limit} filter steps of degree {degree} at relative residual {reached:.3g} (tolerance {tol:.3g}): "
@@ -309,23 +349,67 @@ def _filtered(
     )
 
 
+def _degree(
+    theta: Array, k: int, cut: float, upper: float, reached: float, tol: float, most: int, xp: ModuleType
+) -> int:
+    """The filter degree for the next step: what should bring the guard's residual from
+    ``reached`` to ``tol`` at its Chebyshev rate ρ_g = acosh(x_g) (the damped band's gain is 1,
+    the guard's ≈ e^(d ρ_g) / 2), at least 4 and at most ``most``, and small enough that the
+    lowest Ritz value's component outgrows the guard's by at most u^(-1/2) (no loss of the
+    guard in the QR that follows)."""
+    e, c = (upper - cut) / 2, (upper + cut) / 2
+    if not e > 0:
+        return 1
+
+    def rate(value: float) -> float:
+        x = max((c - value) / e, 1.0)
+        return math.log(x + math.sqrt(x * x - 1))
+
+    guard, lowest = rate(float(theta[k])), rate(float(theta[0]))
+    need = math.log(2 * reached / tol) / max(guard, 1e-12) if reached > tol else 1.0
+    spread = lowest - guard
+    keep = 0.5 * math.log(1 / float(xp.finfo(theta.dtype).eps)) / spread if spread > 0 else math.inf
+    return int(max(4, min(most, math.ceil(need), keep)))
+
+
 def _chebyshev(
-    apply: Callable[[Array], Array], V: Array, AV: Array, degree: int, cut: float, upper: float, low: float
+    shifted: Callable[[float, float], Callable[[Array], Array]],
+    V: Array,
+    AV: Array,
+    degree: int,
+    cut: float,
+    upper: float,
+    low: float,
+    xp: ModuleType,
 ) -> Array:
-    """p(S) V for the degree-``degree`` Chebyshev polynomial of [cut, upper], scaled to 1 at ``low``."""
+    """p(S) V, up to a scalar, for the degree-``degree`` Chebyshev polynomial of [cut, upper]
+    (``shifted(a, b)``: B ↦ (aS + bI) B).
+
+    The plain recurrence Y_{j+1} = 2x Y_j − Y_{j−1} in x = (S − c)/e, with the operator 2x
+    formed once (a shifted sparse matrix: one product and one in-place subtraction per degree,
+    the least memory traffic), and X, Y divided by max|Y| whenever the largest growth factor
+    (x_low + √(x_low² − 1) per degree, at ``low``) could have reached 2^40 since the last time:
+    the same subspace as Zhou and Saad's scaled recurrence, in the float range.
+    """
     e, c = (upper - cut) / 2, (upper + cut) / 2
     if not e > 0:  # the block spans the whole spectrum (tiny n): nothing to damp
         return V
-    sigma = e / (low - c)
-    tau = 2 / sigma
-    X, Y = V, (AV - V * c) * (sigma / e)
-    for _ in range(2, degree + 1):
-        s = 1 / (tau - sigma)
-        X, Y, sigma = Y, (apply(Y) - Y * c) * (2 * s / e) - X * (sigma * s), s
+    two_x = shifted(2 / e, -2 * c / e)
+    x_low = max((c - low) / e, 1.0)
+    growth = math.log2(x_low + math.sqrt(x_low * x_low - 1))
+    every = max(1, int(40 / max(growth, 1e-6)))
+    X, Y = V, (AV - V * c) / e
+    for j in range(2, degree + 1):
+        Z = two_x(Y)
+        Z -= X  # Z is the product's own new array
+        X, Y = Y, Z
+        if j % every == 0:
+            m = xp.max(xp.abs(Y))
+            X, Y = X / m, Y / m
     return Y
 
 
-def _estimate_bounds(product: Callable[[Array], Array], n: int, like: Array, xp: ModuleType) -> tuple[float, float]:
+def estimate_bounds(product: Callable[[Array], Array], n: int, like: Array, xp: ModuleType) -> tuple[float, float]:
     """(lower, upper) estimates of an operator's spectrum: the extreme Ritz values of a 24-step
     Krylov space of one start vector, widened by their residual norms."""
     q = min(n, 24)

@@ -121,7 +121,8 @@ class SparseInput:
         S = A.tocsr() if assume_symmetric else ((A + A.T) * 0.5).tocsr()
         self.S, self.product = S, S.__matmul__
         absolute = abs(S)
-        self.bounds = _gershgorin(xp.asarray(S.diagonal()), xp.reshape(xp.asarray(absolute.sum(axis=1)), (-1,)), xp)
+        diagonal, absrow = xp.asarray(S.diagonal()), xp.reshape(xp.asarray(absolute.sum(axis=1)), (-1,))
+        self.bounds = self._tightened(_gershgorin(diagonal, absrow, xp))
         self.big = float(absolute.max()) if S.nnz else 0.0
         if assume_symmetric:
             self._probe(lambda B: A @ B, lambda: A.astype(xp.float64) @ self._probes(xp.float64))
@@ -150,7 +151,7 @@ class SparseInput:
             0, rows, torch.where(rows == cols, vals, 0)
         )
         absrow = torch.zeros(self.n, dtype=vals.dtype, device=vals.device).index_add_(0, rows, vals.abs())
-        self.bounds = _gershgorin(diagonal, absrow, xp)
+        self.bounds = self._tightened(_gershgorin(diagonal, absrow, xp))
         self.big = float(vals.abs().max()) if vals.numel() else 0.0
         if assume_symmetric:
             self._probe(self.product, lambda: S.to(torch.float64) @ self._probes(torch.float64))
@@ -185,6 +186,36 @@ class SparseInput:
             return out
 
         return product
+
+    def _tightened(self, bounds: tuple[float, float]) -> tuple[float, float]:
+        """Gershgorin's bounds, narrowed to a short Krylov run's estimates where those are inside
+        (Gershgorin's can be twice the spectrum's reach, and the filter's rate goes as the
+        square root of it; an estimate that proves too narrow is widened by the iteration)."""
+        reach = max(abs(bounds[0]), abs(bounds[1]))
+        unit = 2.0 ** round(math.log2(reach)) if reach > 0 else 1.0  # exact: no overflow at 2^±1000
+
+        def scaled(B: Array) -> Array:
+            return self.product(B) / unit
+
+        lower, upper = _krylov.estimate_bounds(scaled, self.n, self.like, self.xp)
+        return max(bounds[0], lower * unit), min(bounds[1], upper * unit)
+
+    def shifted(self, a: float, b: float) -> Any:
+        """B ↦ (aS + bI) B by one product with a shifted copy of S (None for an operator)."""
+        S = self.S
+        if self.library == "torch":
+            import torch
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                eye = torch.sparse_coo_tensor(
+                    torch.arange(self.n, device=S.device).expand(2, self.n),
+                    torch.full((self.n,), b, dtype=S.dtype, device=S.device),
+                    (self.n, self.n),
+                )
+                return ((S.to_sparse_coo() * a + eye).coalesce().to_sparse_csr()).__matmul__
+        module = sys.modules["cupyx.scipy.sparse" if self.library == "cupy" else "scipy.sparse"]
+        return (S * a + module.identity(self.n, dtype=S.dtype, format="csr") * b).tocsr().__matmul__
 
     # ----------------------------------------------------------------------- symmetry probe
 
@@ -230,7 +261,7 @@ class SparseInput:
         xp = self.xp
         solve_tol = default_tol(self.dtype, xp) if tol is None else tol
         with _on_device(self):
-            lmd, Y, guards, extremes = _krylov.filtered(
+            lmd, Y, guards, extremes, deflation = _krylov.filtered(
                 self.product,
                 self.n,
                 self.like,
@@ -241,8 +272,10 @@ class SparseInput:
                 maxiter=maxiter,
                 xp=xp,
                 big=self.big,
+                shifted=None if self.library == "operator" else self.shifted,
             )
             op = DenseOperator(self.S, Y, product=self.product)
+            op.deflation = deflation
             window = make_window(
                 lmd,
                 Y,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from _backends import Backend
@@ -80,3 +82,27 @@ def test_partial_spectra_claims(backend: Backend) -> None:
     else:
         with pytest.raises(ValueError, match="method='krylov' is not wired into"):
             eigdiff.eigh(Z, top_k=2, method="krylov")
+
+
+def test_sparse_input_claims(backend: Backend) -> None:
+    """Sparse input works for the libraries that claim it (SciPy's for NumPy), and nowhere else."""
+    claim = SUPPORT[_name(backend)]["sparse input"]
+    if claim == "none":
+        return
+    name = _name(backend)
+    if name == "numpy":
+        sparse = pytest.importorskip("scipy.sparse")
+        A = sparse.diags_array(np.arange(1.0, 21.0)).tocsr()
+    elif name == "torch":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note that CSR support is in beta
+            A = backend.asarray(np.diag(np.arange(1.0, 21.0))).to_sparse_csr()
+    else:
+        cupyx = pytest.importorskip("cupyx.scipy.sparse", reason="CuPy sparse needs CuPy and an NVIDIA GPU")
+        A = cupyx.csr_matrix(backend.asarray(np.diag(np.arange(1.0, 21.0))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's note that CSR support is in beta
+        (lmd, _), pullback = eigdiff.vjp(A, top_k=2)
+        G = pullback(None, backend.asarray(np.ones(2)) if name != "numpy" else np.ones(2))
+    np.testing.assert_allclose(backend.to_numpy(lmd), [19.0, 20.0], rtol=1e-10)
+    assert type(G) is type(A)

@@ -38,6 +38,7 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
         "matrix-functions",
         "performance",
         "distributed",
+        "sparse",
         "examples",
     )
     for page in pages:
@@ -117,6 +118,7 @@ def test_docs_static_artifacts_exist() -> None:
         "docs/matrix-functions.md",
         "docs/distributed.md",
         "docs/partial-spectra.md",
+        "docs/sparse.md",
     ],
 )
 def test_python_snippets_run(page: str) -> None:

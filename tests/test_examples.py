@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-NEEDS_TORCH = {"pca_layer", "zca_whitening", "spectral_clustering", "point_cloud_normals", "covariance_pooling"}
+NEEDS_TORCH = {
+    "pca_layer",
+    "zca_whitening",
+    "spectral_clustering",
+    "point_cloud_normals",
+    "covariance_pooling",
+    "sparse_graph_eigenmaps",
+}
 
 
 def _load(name: str):
@@ -51,6 +58,8 @@ def test_example_runs_and_improves(name: str, tmp_path: Path, capsys: pytest.Cap
         "numpy_spectral_gap": lambda r: r["gap_after"] > 2 * r["gap_before"],
         "point_cloud_normals": lambda r: r["angle_error_deg"] < 5.0,
         "covariance_pooling": lambda r: r["accuracy"] > 0.95,
+        # the weight between the true clusters falls and the noise coordinates' scales shrink
+        "sparse_graph_eigenmaps": lambda r: r["cut_after"] < r["cut_before"] and r["scale_ratio"] > 1.2,
         "jax_vibrating_ring": lambda r: r["gradient_error"] < 1e-6 < r["native_gradient_error"],
         # FA in [0, 1], high in the fibre ring, low in the noisy isotropic tissue; ∂FA/∂D against
         # central differences (h = 1e-9 on entries ~1e-3: truncation and rounding both below 1e-7)

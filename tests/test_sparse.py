@@ -412,3 +412,32 @@ def test_scipy_duplicates_hold_shares_that_sum_to_the_gradient() -> None:
     G, G1 = pullback(np.ones((n, 3))), pullback1(np.ones((n, 3)) * np.sign(np.sum(Y * Y1, axis=0)))
     assert G.nnz == 2 * A.nnz
     np.testing.assert_allclose(G.toarray(), G1.toarray(), atol=1e-10)
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_conjugate_gradients_of_extreme_windows_match_minres_and_raise(side: int) -> None:
+    """An extreme window's projected operator is definite: conjugate gradients there, MINRES
+    elsewhere; both give the same solve (to the solve's tolerance times the condition)."""
+    import array_api_compat.numpy as xp
+
+    from eigdiff._partial import DenseOperator, projected_solve
+
+    rng = np.random.default_rng(12)
+    n, k = 80, 3
+    lmd, Q = np.linspace(1.0, 9.0, n), np.linalg.qr(rng.standard_normal((n, n)))[0]
+    S = (Q * lmd) @ Q.T
+    window = slice(0, k) if side == 1 else slice(n - k, n)
+    Y, lw = Q[:, window], lmd[window]
+    R = rng.standard_normal((n, k))
+    R -= Y @ (Y.T @ R)
+    minres = projected_solve(DenseOperator(S, Y), lw, R, tol=1e-13, maxiter=None, xp=xp)
+    op = DenseOperator(S, Y)
+    op.side = side
+    cg = projected_solve(op, lw, R, tol=1e-13, maxiter=None, xp=xp)
+    exact = sum(
+        np.outer(Q[:, i], Q[:, i]) @ R / (lw - lmd[i]) for i in range(n) if not (window.start <= i < window.stop)
+    )
+    np.testing.assert_allclose(cg, exact, atol=1e-10)
+    np.testing.assert_allclose(minres, exact, atol=1e-10)
+    with pytest.raises(eigdiff.ConvergenceError, match="stopped after 2 conjugate-gradient iterations"):
+        projected_solve(op, lw, R, tol=1e-13, maxiter=2, xp=xp)
