@@ -151,7 +151,9 @@ def projected_solve(op: Operator, lmd_W: Array, R: Array, *, tol: float, maxiter
     precondition = getattr(op, "precondition", None)
     side = getattr(op, "side", 0)
     if side and precondition is None:
-        b = R / col
+        # projected again after the column scaling: a right-hand side at rounding level (dX = I
+        # in a jvp) is noise with O(1) components along Z once scaled, where CG sees ≈ 0
+        b = project(R / col)
         return _conjugate_gradients(op, apply, project, b, side, scale, shifts, tol, limit_of(n, maxiter), xp) * (
             col / scale
         )
