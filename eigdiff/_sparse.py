@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any
 
 from eigdiff import _krylov, _methods
+from eigdiff._gaps import _device
 from eigdiff._partial import DenseOperator, Window, default_tol, make_window
 
 Array = Any
@@ -125,7 +126,7 @@ class SparseInput:
         self.bounds = self._tightened(_gershgorin(diagonal, absrow, xp))
         self.big = float(absolute.max()) if S.nnz else 0.0
         if assume_symmetric:
-            self._probe(lambda B: A @ B, lambda: A.astype(xp.float64) @ self._probes(xp.float64))
+            self._probe(lambda: A.astype(xp.float64) @ self._probes(xp.float64))
 
     def _init_torch(self, A: Any, assume_symmetric: bool) -> None:
         import torch
@@ -154,7 +155,7 @@ class SparseInput:
         self.bounds = self._tightened(_gershgorin(diagonal, absrow, xp))
         self.big = float(vals.abs().max()) if vals.numel() else 0.0
         if assume_symmetric:
-            self._probe(self.product, lambda: S.to(torch.float64) @ self._probes(torch.float64))
+            self._probe(lambda: S.to(torch.float64) @ self._probes(torch.float64))
 
     def _init_operator(self, A: Any) -> None:
         torch = sys.modules.get("torch")
@@ -170,7 +171,7 @@ class SparseInput:
         self.dtype = _float_dtype(self.like.dtype, self.name)
         self.S, self.bounds, self.big = None, None, None
         self.product = self._checked(A.matmat)
-        self._probe(self.product, None)
+        self._probe(None)
 
     def _checked(self, matmat: Any) -> Any:
         like, name = self.like, self.name
@@ -223,7 +224,7 @@ class SparseInput:
         xp = self.xp
         return xp.astype(_krylov.start_block(self.n, 2, self.like, xp), dtype)
 
-    def _probe(self, product: Any, product64: Any) -> None:
+    def _probe(self, product64: Any) -> None:
         """ValueError unless |xᵀ(Ay) − yᵀ(Ax)| ≤ 16 u √n (‖x‖‖Ay‖ + ‖y‖‖Ax‖) for two fixed
         quasi-random probes x, y (u of float64 when ``product64`` computes A [x y] in float64;
         an operator is probed in its own dtype)."""
@@ -232,7 +233,7 @@ class SparseInput:
             P, AP, u = self._probes(xp.float64), product64(), float(xp.finfo(xp.float64).eps)
         else:
             P = self._probes(self.like.dtype)
-            AP, u = product(P), float(xp.finfo(self.like.dtype).eps)
+            AP, u = self.product(P), float(xp.finfo(self.like.dtype).eps)
         x, y, Ax, Ay = P[:, 0], P[:, 1], AP[:, 0], AP[:, 1]
         asymmetry = abs(float(xp.sum(x * Ay)) - float(xp.sum(y * Ax)))
 
@@ -381,7 +382,7 @@ def pattern_values(U: Array, F: Array, rows: Array, cols: Array, xp: ModuleType)
     chunks of `CHUNK` entries (O(CHUNK · k) temporaries)."""
     nnz = rows.shape[0]
     if nnz == 0:
-        return xp.zeros((0,), dtype=U.dtype, device=_checks_device(U))
+        return xp.zeros((0,), dtype=U.dtype, device=_device(U))
     parts = []
     for start in range(0, nnz, CHUNK):
         r, c = rows[start : start + CHUNK], cols[start : start + CHUNK]
@@ -396,12 +397,6 @@ def _namespace(library: str) -> Any:
     import importlib
 
     return importlib.import_module(f"array_api_compat.{library}")
-
-
-def _checks_device(a: Array) -> Any:
-    from eigdiff._gaps import _device
-
-    return _device(a)
 
 
 def _repeat(values: Array, counts: Array, xp: ModuleType) -> Array:
