@@ -314,13 +314,13 @@ def _filtered(
             th = theta * sign
             # the window as new, contiguous arrays (the backward's products with a strided view of V
             # would miss BLAS: NumPy's matmul falls back to a loop for negative strides)
-            order = xp.arange(k - 1, -1, -1) if top else xp.arange(k)
+            order = xp.arange(k - 1, -1, -1, device=_device(th)) if top else xp.arange(k, device=_device(th))
             lmd, Y = xp.take(th, order, axis=0), xp.take(V, order, axis=1)
             edge = (theta[k : k + 1] - guard_residual) * sign
             inf = xp.full((1,), math.inf, dtype=th.dtype, device=_device(th))
             guards = xp.concat([edge, inf]) if top else xp.concat([-inf, edge])
             ends = (-upper, float(th[0])) if top else (float(th[0]), upper)
-            rest = xp.arange(k, b)  # the guard and the oversampling: the backward's deflation
+            rest = xp.arange(k, b, device=_device(th))  # the guard and the oversampling: the backward's deflation
             deflation = (xp.take(V, rest, axis=1), xp.take(AV, rest, axis=1) * sign)
             return lmd, Y, guards, xp.asarray(ends, dtype=th.dtype, device=_device(th)), deflation
         cut, low = float(theta[-1]), min(float(theta[0]), lower)

@@ -311,3 +311,50 @@ def test_eigenvalue_only_backward_by_keyword(backend: Backend) -> None:
     lmd, Y = np.linalg.eigh(X)
     dX = eigdiff.backward(backend.asarray(lmd), backend.asarray(Y), g_lmd=backend.asarray(np.ones(2)))
     np.testing.assert_allclose(backend.to_numpy(dX), np.eye(2), atol=1e-12)  # d trace / dX = I
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"method": "small"},
+        {"top_k": 2},
+        {"method": "krylov", "top_k": 3},
+        {"method": "krylov", "bottom_k": 2},
+    ],
+    ids=["full", "small", "top-2", "krylov-top", "krylov-bottom"],
+)
+def test_every_route_keeps_a_non_default_device(options: dict) -> None:
+    """Every array a route creates is placed on X's device: array_api_strict refuses to mix its
+    devices, so a CPU run catches what would mix host and GPU arrays (an index made with
+    ``arange`` and no device crashed the sparse Krylov forward on CUDA; found on a GPU)."""
+    xp = pytest.importorskip("array_api_strict")
+    device = xp.Device("device1")
+    M = 3 if options.get("method") == "small" else (60 if "method" in options else 6)
+    A = np.random.default_rng(M).standard_normal((2, M, M))
+    X = xp.asarray(A, device=device)
+    (lmd, Y), pullback = eigdiff.vjp(X, **options)
+    G = pullback(xp.ones_like(Y), xp.ones_like(lmd))
+    _, (dlmd, dY) = eigdiff.jvp(X, X, **options)
+    assert {a.device for a in (lmd, Y, G, dlmd, dY)} == {device}
+
+
+def test_the_filtered_iteration_keeps_a_non_default_device() -> None:
+    """The sparse forward's Chebyshev-filtered iteration, through a product on that device."""
+    xp = pytest.importorskip("array_api_strict")
+    from eigdiff import _krylov
+
+    device = xp.Device("device1")
+    S = random_symmetric((80, 80), np.random.default_rng(0))
+    Sx = xp.asarray(S, device=device)
+    like = xp.zeros((80, 1), dtype=xp.float64, device=device)
+    for lo, hi in ((0, 3), (77, 80)):
+        lmd, Y, guards, ends, (U, AU) = _krylov.filtered(
+            lambda B: Sx @ B, 80, like, lo, hi, None, tol=1e-10, maxiter=None, xp=xp
+        )
+        assert {a.device for a in (lmd, Y, guards, ends, U, AU)} == {device}
+        np.testing.assert_allclose(
+            np.asarray(lmd.to_device(xp.Device("CPU_DEVICE"))),
+            np.linalg.eigvalsh(S)[lo:hi],
+            atol=1e-9 * np.abs(S).sum(1).max(),
+        )
