@@ -15,7 +15,12 @@ behind the adapters' ``small_block``: 16,384 for NumPy, 65,536 for torch on the 
 ``--crossover`` instead times small stacks (B = 1 to 4096) to find from which batch the small
 solver wins: the numbers behind ``eigdiff._small.AUTO_MIN_BATCH``.
 
-    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--blocks | --crossover] [--json out.json]
+``--gpu`` times the same comparisons on an NVIDIA GPU, for torch CUDA tensors and CuPy arrays
+(each call followed by a device synchronization): the forward against the library's batched eigh
+for B = 1 to ``--batch`` (the crossover), and for torch forward + backward against native autograd
+at ``--batch``.
+
+    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--blocks | --crossover | --gpu] [--json out.json]
 """
 
 from __future__ import annotations
@@ -160,16 +165,89 @@ def crossover(rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
+def gpu(B_max: int, rounds: int) -> list[dict[str, Any]]:
+    """The small solver against the library's eigh on the GPU, torch CUDA and CuPy, B = 1 to B_max."""
+    import torch
+
+    libraries: dict[str, tuple[Callable[[np.ndarray], Any], Callable[[], None]]] = {
+        "torch:cuda": (lambda a: torch.as_tensor(a, device="cuda"), torch.cuda.synchronize)
+    }
+    try:
+        import cupy
+
+        libraries["cupy"] = (cupy.asarray, lambda: cupy.cuda.Device().synchronize())
+    except ImportError:
+        print("CuPy is not installed: torch CUDA only", flush=True)
+
+    def synced(fn: Callable[[], Any], sync: Callable[[], None]) -> Callable[[], Any]:
+        def run() -> Any:
+            out = fn()
+            sync()
+            return out
+
+        return run
+
+    rows = []
+    sizes = sorted({b for b in (1, 64, 1024, 16384, 262144, B_max) if b <= B_max})
+    for library, (convert, sync) in libraries.items():
+        for M in (3, 2):
+            for dtype in ("float32", "float64"):
+                for B in sizes:
+                    X = convert(_stack(B, M, dtype))
+                    fns = {
+                        "small": synced(lambda X=X: eigdiff.eigh(X, method="small"), sync),
+                        "full": synced(lambda X=X: eigdiff.eigh(X, method="full"), sync),
+                    }
+                    if library == "torch:cuda" and B == B_max:
+                        W = torch.randn(X.shape, dtype=X.dtype, device=X.device)
+
+                        def step(
+                            eigh: Callable[[Any], Any], X: Any = X, W: Any = W, sync: Any = sync
+                        ) -> Callable[[], Any]:
+                            def run() -> Any:
+                                Xg = X.detach().requires_grad_()
+                                lmd, Y = eigh(Xg)
+                                return torch.autograd.grad((W * Y * Y).sum() + lmd.sum(), Xg)
+
+                            return synced(run, sync)
+
+                        fns["step_small"] = step(lambda A: eigdiff.eigh(A, method="small"))
+                        fns["step_native"] = step(torch.linalg.eigh)
+                    row = {"library": library, "B": B, "M": M, "dtype": dtype}
+                    try:
+                        fns["full"]()
+                    except RuntimeError as error:  # cuSOLVER refuses some large batches
+                        row["full_error"] = str(error).splitlines()[0][:200]
+                        print(f"{library} ({B:,}, {M}, {M}) {dtype}: the library's eigh failed: {row['full_error']}")
+                        fns = {name: fn for name, fn in fns.items() if name not in ("full", "step_native")}
+                    t = _median_times(fns, rounds)
+                    row.update({f"{k}_s": v for k, v in t.items()})
+                    rows.append(row)
+                    line = f"{library:<10} ({B:>9,}, {M}, {M}) {dtype}: small {t['small'] * 1e3:8.3f} ms"
+                    if "full" in t:
+                        line += f", library eigh {t['full'] * 1e3:8.3f} ms: {t['full'] / t['small']:7.2f}x"
+                    if "step_native" in t:
+                        line += (
+                            f"; forward+backward {t['step_small'] * 1e3:8.3f} ms vs native "
+                            f"{t['step_native'] * 1e3:8.3f} ms: {t['step_native'] / t['step_small']:.2f}x"
+                        )
+                    print(line, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=lambda s: int(s.replace("_", "")), default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--crossover", action="store_true", help="small stacks: where the small solver starts to win")
     parser.add_argument("--blocks", action="store_true", help="the small solver's time per slice size")
+    parser.add_argument("--gpu", action="store_true", help="torch CUDA and CuPy against their own eigh")
     parser.add_argument("--no-torch", action="store_true", help="NumPy only")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    if args.blocks:
+    if args.gpu:
+        rows = gpu(args.batch, args.rounds)
+    elif args.blocks:
         rows = blocks(args.batch, args.rounds)
     elif args.crossover:
         rows = crossover(max(args.rounds, 21))

@@ -71,12 +71,37 @@ def tied_matrix(lmd: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
     return (X + X.T) / 2
 
 
-def eig_routes(X: torch.Tensor) -> dict[str, np.ndarray]:
-    """Computed eigenvalues (float64 copies) from each forward route eigdiff has."""
-    return {
-        "torch": torch.linalg.eigvalsh(X).double().numpy(),
-        "numpy": np.linalg.eigvalsh(X.numpy()).astype(np.float64),
+def _cupy() -> object | None:
+    try:
+        import cupy
+
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # not installed, or no driver
+        return None
+
+
+def routes() -> tuple[str, ...]:
+    """The forward routes present here: LAPACK through torch and NumPy; with an NVIDIA GPU,
+    cuSOLVER through torch (one matrix, and a batch of two, which takes its batched solver) and
+    through CuPy."""
+    names = ["torch", "numpy"]
+    if torch.cuda.is_available():
+        names += ["torch:cuda", "torch:cuda-batched"]
+    if _cupy() is not None:
+        names.append("cupy")
+    return tuple(names)
+
+
+def eig_routes(X: torch.Tensor, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Computed eigenvalues (float64 copies) from each forward route in ``names``."""
+    solvers = {
+        "torch": lambda: torch.linalg.eigvalsh(X).double().numpy(),
+        "numpy": lambda: np.linalg.eigvalsh(X.numpy()).astype(np.float64),
+        "torch:cuda": lambda: torch.linalg.eigvalsh(X.cuda()).double().cpu().numpy(),
+        "torch:cuda-batched": lambda: torch.linalg.eigvalsh(torch.stack([X, X]).cuda())[0].double().cpu().numpy(),
+        "cupy": lambda: _cupy().asnumpy(_cupy().linalg.eigvalsh(_cupy().asarray(X.numpy()))).astype(np.float64),  # type: ignore[attr-defined]
     }
+    return {name: solvers[name]() for name in names}
 
 
 def worst_split(computed: np.ndarray, lmd: np.ndarray, labels: np.ndarray, u: float) -> tuple[float, float]:
@@ -108,6 +133,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    names = routes()
     results: dict = {"split": [], "random_gap": [], "threads": torch.get_num_threads(), "torch": torch.__version__}
     for M in sizes:
         rng = np.random.default_rng(M)
@@ -118,7 +144,7 @@ def main() -> None:
                 X64 = tied_matrix(lmd, rng)
                 for dtype in (torch.float32, torch.float64):
                     u = torch.finfo(dtype).eps
-                    for route, computed in eig_routes(X64.to(dtype)).items():
+                    for route, computed in eig_routes(X64.to(dtype), names).items():
                         row = dict(M=M, shape=shape, draw=draw, dtype=str(dtype)[6:], route=route)
                         row["split_u"], row["neighbour_u"] = worst_split(computed, lmd, labels, u)
                         results["split"].append(row)
@@ -134,7 +160,7 @@ def main() -> None:
                 max(x["neighbour_u"] for x in rows if x["dtype"] == d and x["route"] == r),
             )
             for d in ("float32", "float64")
-            for r in ("torch", "numpy")
+            for r in names
         }
         print(
             f"M={M:5d} ({time.perf_counter() - start:5.1f} s)  worst spread, neighbour gap / (u max|λ|): "
