@@ -106,7 +106,8 @@ def eigh(
         instead of computing it; ``"krylov"``, for a window at either end: restarted block
         Krylov iteration on every array-API library (GPUs included), fast on decaying
         spectra, with the same backward (see the partial-spectra docs page); ``"auto"``, the small
-        solver or ``"subset"`` where they were measured faster (``eigdiff._small.AUTO_MIN_BATCH``,
+        solver or ``"subset"`` where they were measured faster or where the library fails (torch
+        CUDA stacks of 65,536 tiny matrices and more; ``eigdiff._small.AUTO_MIN_BATCH``,
         ``eigdiff._methods.AUTO_SUBSET``), the full one elsewhere. Eigenvector signs, and
         bases inside tied eigenspaces, may differ between methods.
     tol, maxiter : float in (0, 1) and int ≥ 1, or None, keyword-only

