@@ -165,8 +165,9 @@ def crossover(rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
-def gpu(B_max: int, rounds: int) -> list[dict[str, Any]]:
-    """The small solver against the library's eigh on the GPU, torch CUDA and CuPy, B = 1 to B_max."""
+def gpu(B_max: int, rounds: int, sizes: tuple[int, ...] = (1, 64, 1024, 16384, 262144)) -> list[dict[str, Any]]:
+    """The small solver against the library's eigh on the GPU, torch CUDA and CuPy, for each
+    batch in ``sizes`` up to B_max and B_max itself (forward + backward there, for torch)."""
     import torch
 
     libraries: dict[str, tuple[Callable[[np.ndarray], Any], Callable[[], None]]] = {
@@ -188,7 +189,7 @@ def gpu(B_max: int, rounds: int) -> list[dict[str, Any]]:
         return run
 
     rows = []
-    sizes = sorted({b for b in (1, 64, 1024, 16384, 262144, B_max) if b <= B_max})
+    sizes = tuple(sorted({b for b in (*sizes, B_max) if b <= B_max}))
     for library, (convert, sync) in libraries.items():
         for M in (3, 2):
             for dtype in ("float32", "float64"):
@@ -242,11 +243,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--crossover", action="store_true", help="small stacks: where the small solver starts to win")
     parser.add_argument("--blocks", action="store_true", help="the small solver's time per slice size")
     parser.add_argument("--gpu", action="store_true", help="torch CUDA and CuPy against their own eigh")
+    parser.add_argument("--sizes", help="--gpu: the batches, comma-separated (default 1,64,1024,16384,262144)")
     parser.add_argument("--no-torch", action="store_true", help="NumPy only")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     if args.gpu:
-        rows = gpu(args.batch, args.rounds)
+        sizes = (
+            tuple(int(b.replace("_", "")) for b in args.sizes.split(","))
+            if args.sizes
+            else (1, 64, 1024, 16384, 262144)
+        )
+        rows = gpu(args.batch, args.rounds, sizes)
     elif args.blocks:
         rows = blocks(args.batch, args.rounds)
     elif args.crossover:
