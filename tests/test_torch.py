@@ -13,7 +13,7 @@ from torch.autograd import gradcheck, gradgradcheck
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
 import eigdiff
-from eigdiff.backends.torch import EigenDecompositionFcn, EighFunction
+from eigdiff.backends.torch import EagerEighFunction, EigenDecompositionFcn, EighFunction
 
 DEVICES = ["cpu", "cuda"]
 
@@ -266,8 +266,8 @@ def test_compile_fullgraph_matches_eager() -> None:
 
 def test_one_function_serves_eigh_and_the_drop_in(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = EighFunction.apply
-    monkeypatch.setattr(EighFunction, "apply", lambda *a: calls.append(a[1]) or original(*a))
+    original = EagerEighFunction.apply  # the eager twin of EighFunction, applied outside torch.func
+    monkeypatch.setattr(EagerEighFunction, "apply", lambda *a: calls.append(a[1]) or original(*a))
     X = _separated((), 4).requires_grad_()
     eigdiff.eigh(X, top_k=2)
     EigenDecompositionFcn.apply(X, 3)
@@ -278,3 +278,38 @@ def test_one_function_serves_eigh_and_the_drop_in(monkeypatch: pytest.MonkeyPatc
     assert calls == [2, 3, 2] and Y.grad_fn is None
     torch.testing.assert_close(lmd, lmd_g, rtol=0, atol=0)
     torch.testing.assert_close(Y, Y_g, rtol=0, atol=0)
+
+
+def test_the_eager_twin_computes_what_the_modern_function_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside torch.func transforms `eigdiff.eigh` applies `EagerEighFunction` (the original
+    autograd.Function style, cheaper to apply); under them, `EighFunction`. Both give the same
+    values, gradients, second derivatives and forward-mode tangents, bit for bit."""
+    import torch.autograd.forward_ad as fwAD
+
+    applied = []
+    for cls in (EighFunction, EagerEighFunction):
+        original = cls.apply
+        monkeypatch.setattr(cls, "apply", lambda *a, c=cls, f=original: applied.append(c) or f(*a))
+    X = _separated((2,), 5)
+    W = torch.randn(X.shape, dtype=X.dtype, generator=torch.Generator().manual_seed(0))
+
+    def loss(A: torch.Tensor, function: type) -> torch.Tensor:
+        lmd, Y = function.apply(A, 5, None, "mask", False, "full", None)
+        return (W * Y * Y).sum() + (lmd**3).sum()
+
+    results = []
+    for function in (EighFunction, EagerEighFunction):
+        A = X.clone().requires_grad_()
+        (G,) = torch.autograd.grad(loss(A, function), A, create_graph=True)
+        (H,) = torch.autograd.grad((G * W).sum(), A)
+        with fwAD.dual_level():
+            lmd, Y = function.apply(fwAD.make_dual(X, W), 5, None, "mask", False, "full", None)
+            tangents = (fwAD.unpack_dual(lmd).tangent, fwAD.unpack_dual(Y).tangent)
+        results.append((G, H, *tangents))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    applied.clear()
+    A = X.clone().requires_grad_()
+    eigdiff.eigh(A)[1].sum().backward()
+    torch.func.grad(lambda A: eigdiff.eigh(A)[0].sum())(X)
+    assert applied[0] is EagerEighFunction and set(applied[1:]) == {EighFunction}  # (torch.func re-applies inside)

@@ -329,6 +329,37 @@ class CompilableEighFunction(EighFunction):
     jvp = torch.autograd.Function.jvp  # type: ignore[assignment]
 
 
+def _original_style(function: Any) -> Any:
+    """``function``, a modern-style autograd.Function (``setup_context``), in the original style
+    (``ctx`` as the forward's first argument): the same forward, saved tensors, backward and jvp.
+
+    Applied where no torch.func transform is active: there torch's ``Function.apply`` binds a
+    modern-style Function's arguments through ``inspect.signature`` on every call, which the
+    original style skips. Measured (torch 2.13, 2-core AMD EPYC, 5 × 32 × 32 float32): a bare
+    Function of two products took 84.5 µs to apply in the modern style against 24.6 µs in the
+    original one, and 191 against 123 µs with its backward. torch.func transforms need the
+    modern style, and get it.
+    """
+
+    def forward(ctx: Any, *inputs: Any) -> Any:
+        output = function.forward(*inputs)
+        function.setup_context(ctx, inputs, output)
+        return output
+
+    namespace = {
+        "__doc__": f"`{function.__name__}` in the original autograd.Function style (see `_original_style`).",
+        "forward": staticmethod(forward),
+        "backward": staticmethod(function.backward),
+        "jvp": staticmethod(function.jvp),
+    }
+    return type(f"Eager{function.__name__}", (torch.autograd.Function,), namespace)
+
+
+def _for_eager(modern: Any, eager: Any) -> Any:
+    """The Function class to apply now: the modern one under torch.func transforms, else ``eager``."""
+    return modern if torch._C._are_functorch_transforms_active() else eager
+
+
 def _transformed(*tensors: Any) -> bool:
     """Whether a torch.func transform wraps any of the tensors (None entries are ignored)."""
     return any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
@@ -387,6 +418,10 @@ class CompilableMatrixFunction(MatrixFunction):
     refuses a Function with a custom ``jvp``, as for `CompilableEighFunction`)."""
 
     jvp = torch.autograd.Function.jvp  # type: ignore[assignment]
+
+
+EagerEighFunction = _original_style(EighFunction)
+EagerMatrixFunction = _original_style(MatrixFunction)
 
 
 class FrechetFunction(torch.autograd.Function):
@@ -523,7 +558,7 @@ class TorchAdapter(ArrayAPIAdapter):
             lmd, Y = self.decompose(X, xp, method)
             return _core.top(lmd, Y, k, xp, copy=k < X.shape[-1], lo=lo)
         _refuse_nested_forward_mode()
-        out = EighFunction.apply(X, k, eps, degeneracy, check_invariance, method, lo)
+        out = _for_eager(EighFunction, EagerEighFunction).apply(X, k, eps, degeneracy, check_invariance, method, lo)
         return out[0], out[1]
 
     def matrix_function(self, X: Any, spec: Any, xp: ModuleType, method: str = "full") -> Any:
@@ -532,7 +567,7 @@ class TorchAdapter(ArrayAPIAdapter):
         if not _differentiable(X):
             return super().matrix_function(X, spec, xp, method)
         _refuse_nested_forward_mode()
-        return MatrixFunction.apply(X, spec, self.check_values(X), method)[0]
+        return _for_eager(MatrixFunction, EagerMatrixFunction).apply(X, spec, self.check_values(X), method)[0]
 
 
 @torch.compiler.disable  # a graph break: the iterations run eagerly inside compiled code
