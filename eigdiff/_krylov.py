@@ -54,6 +54,14 @@ def start_block(n: int, b: int, like: Array, xp: ModuleType) -> Array:
     return xp.sin(i * j * 0.7548776662466927 + i * 0.5698402909980532)
 
 
+def _projected_out(W: Array, Q: Array) -> Array:
+    """W with its components along the orthonormal columns of Q removed, twice (classical
+    Gram–Schmidt repeated once: orthogonal to working accuracy)."""
+    for _ in range(2):
+        W = W - Q @ (Q.mT @ W)
+    return W
+
+
 def _orthonormal(W: Array, xp: ModuleType) -> Array:
     return xp.linalg.qr(W)[0]
 
@@ -121,9 +129,7 @@ def iterate(
         for _ in range(depth):
             W = products[-1]
             Q = xp.concat(blocks, axis=-1)
-            for _ in range(2):
-                W = W - Q @ (Q.mT @ W)
-            W = _orthonormal(W, xp)
+            W = _orthonormal(_projected_out(W, Q), xp)
             W = _orthonormal(W - Q @ (Q.mT @ W), xp)  # where A's block fell into span(Q)
             blocks.append(W)
             products.append(product(W))
@@ -334,9 +340,7 @@ def _filtered(
         F = _chebyshev(signed, V[:, p:], AV[:, p:], steps, cut, upper, max(low, float(theta[p])), xp)
         if p:
             L = V[:, :p]
-            for _ in range(2):
-                F = F - L @ (L.mT @ F)
-            F = _orthonormal(F, xp)
+            F = _orthonormal(_projected_out(F, L), xp)
             V, AV = xp.concat([L, F], axis=-1), xp.concat([AV[:, :p], apply(F)], axis=-1)
         else:
             V = _orthonormal(F, xp)
@@ -417,9 +421,7 @@ def estimate_bounds(product: Callable[[Array], Array], n: int, like: Array, xp: 
     products = [product(blocks[0])]
     for _ in range(q - 1):
         Q = xp.concat(blocks, axis=-1)
-        W = products[-1]
-        for _ in range(2):
-            W = W - Q @ (Q.mT @ W)
+        W = _projected_out(products[-1], Q)
         norm = float(xp.sqrt(xp.sum(W * W)))
         if not norm > 0:
             break
