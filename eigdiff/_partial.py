@@ -290,12 +290,13 @@ def _conjugate_gradients(
         E = side * (H[..., None, :, :] / scale[..., None] - shifts[..., 0, :, None, None] * eye)
         MU = [AU / scale, U]  # side (A/scale − λ_j) U = side (AU/scale − U λ_j)
 
-        def coarse(B: Array) -> Array:  # E_j⁻¹ (side (A/scale − λ_j) U)ᵀ B_j, (..., m, k)
-            t = side * (MU[0].mT @ B - (MU[1].mT @ B) * shifts)
+        def per_column(t: Array) -> Array:  # column j of t (..., m, k) solved with E_j
             return xp.moveaxis(xp.linalg.solve(E, xp.moveaxis(t, -1, -2)[..., None])[..., 0], -1, -2)
 
-        c0 = xp.moveaxis(xp.linalg.solve(E, xp.moveaxis(U.mT @ (b * side), -1, -2)[..., None])[..., 0], -1, -2)
-        x = U @ c0
+        def coarse(B: Array) -> Array:  # E_j⁻¹ (side (A/scale − λ_j) U)ᵀ B_j, (..., m, k)
+            return per_column(side * (MU[0].mT @ B - (MU[1].mT @ B) * shifts))
+
+        x = U @ per_column(U.mT @ (b * side))
         r = b * side - signed(x)
         p = r - U @ coarse(r)
     else:
