@@ -12,6 +12,11 @@ in one run (interleaved rounds, median per call):
 ``--blocks`` times the small solver on (B, 3, 3) for the slice sizes it can work in (the numbers
 behind the adapters' ``small_block``: 16,384 for NumPy, 65,536 for torch on the CPU).
 
+``--backward-slices`` times the core's backward (eager, in place) on NumPy arrays and CPU tensors
+for the slices of the batch it can work in, in elements of an (M, M) array per slice, on
+(B, 2, 2), (B, 3, 3), (B/16, 8, 8) and (B/128, 32, 32) stacks: the numbers behind the adapters'
+``backward_slice`` (2¹⁸ for NumPy, 2²⁰ for torch).
+
 ``--crossover`` instead times small stacks (B = 1 to 4096) to find from which batch the small
 solver wins: the numbers behind ``eigdiff._small.AUTO_MIN_BATCH``.
 
@@ -20,7 +25,7 @@ solver wins: the numbers behind ``eigdiff._small.AUTO_MIN_BATCH``.
 for B = 1 to ``--batch`` (the crossover), and for torch forward + backward against native autograd
 at ``--batch``.
 
-    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--blocks | --crossover | --gpu] [--json out.json]
+    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--blocks | --backward-slices | --crossover | --gpu] [--json out.json]
 """
 
 from __future__ import annotations
@@ -138,6 +143,47 @@ def blocks(B: int, rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
+def backward_slices(B: int, rounds: int) -> list[dict[str, Any]]:
+    import array_api_compat.numpy as xp_numpy
+    import array_api_compat.torch as xp_torch
+    import torch
+
+    from eigdiff import _core
+
+    rows = []
+    for n, M in ((B, 2), (B, 3), (B // 16, 8), (B // 128, 32)):
+        for dtype in ("float32", "float64"):
+            rng = np.random.default_rng(0)
+            lmd, Y = np.linalg.eigh(_stack(n, M, dtype))
+            V, g = rng.standard_normal(Y.shape).astype(dtype), rng.standard_normal(lmd.shape).astype(dtype)
+            arrays = {
+                "numpy": (xp_numpy, (lmd, Y, V, g)),
+                "torch": (xp_torch, tuple(map(torch.from_numpy, (lmd, Y, V, g)))),
+            }
+            calls = {}
+            for library, (xp, args) in arrays.items():
+                for elements in (None, 2**16, 2**18, 2**20):
+                    block = None if elements is None else max(1, elements // (M * M))
+                    calls[f"{library} {elements}"] = lambda xp=xp, args=args, block=block, M=M: (
+                        _core.backward_unchecked(
+                            *args, M, eps=None, degeneracy="mask", overwrite=True, xp=xp, block=block
+                        )
+                    )
+            t = _median_times(calls, rounds)
+            for name, seconds in t.items():
+                library, elements = name.split()
+                whole = t[f"{library} None"]
+                rows.append(
+                    {"library": library, "B": n, "M": M, "dtype": dtype, "elements": elements, "ms": seconds * 1e3}
+                )
+                print(
+                    f"({n:,}, {M}, {M}) {dtype} {library:<5} slice {elements:>7}: {seconds * 1e3:7.1f} ms "
+                    f"({seconds / whole:.2f} of the whole batch's)",
+                    flush=True,
+                )
+    return rows
+
+
 def crossover(rounds: int) -> list[dict[str, Any]]:
     import torch
 
@@ -242,6 +288,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--crossover", action="store_true", help="small stacks: where the small solver starts to win")
     parser.add_argument("--blocks", action="store_true", help="the small solver's time per slice size")
+    parser.add_argument("--backward-slices", action="store_true", help="the backward's time per slice size")
     parser.add_argument("--gpu", action="store_true", help="torch CUDA and CuPy against their own eigh")
     parser.add_argument("--sizes", help="--gpu: the batches, comma-separated (default 1,64,1024,16384,262144)")
     parser.add_argument("--no-torch", action="store_true", help="NumPy only")
@@ -256,6 +303,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         rows = gpu(args.batch, args.rounds, sizes)
     elif args.blocks:
         rows = blocks(args.batch, args.rounds)
+    elif args.backward_slices:
+        rows = backward_slices(args.batch, args.rounds)
     elif args.crossover:
         rows = crossover(max(args.rounds, 21))
     else:

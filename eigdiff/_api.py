@@ -354,9 +354,9 @@ def _backward(
             eps=eps,
             degeneracy=degeneracy,
             check_invariance=check_invariance,
-            overwrite=adapter.may_overwrite(lmd, Y, V, g_lmd),
             xp=xp,
             lo=lo,
+            **adapter.backward_options(lmd, Y, V, g_lmd),
         )
 
 

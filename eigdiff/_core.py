@@ -82,6 +82,29 @@ def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False) -> Array:
     return out
 
 
+def in_slices(
+    fn: Any, arrays: tuple[Array | None, ...], batch: tuple[int, ...], block: int, xp: ModuleType
+) -> tuple[Array, ...]:
+    """``fn(*arrays)`` (a tuple of arrays, each with the batch axes ``batch`` in front) computed
+    on slices of ``block`` matrices of the flattened batch, written into preallocated outputs.
+
+    For eager code on the CPU: a slice's temporaries stay in cache, where a pass over the whole
+    batch streams each of them through memory; the values are the same, since every matrix is
+    computed by the same operations either way. ``None`` entries of ``arrays`` pass through.
+    """
+    n = math.prod(batch)
+    flat = [None if a is None else xp.reshape(a, (n,) + tuple(a.shape[len(batch) :])) for a in arrays]
+    outputs: list[Array] = []
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))  # a stop past the end is not portable
+        parts = fn(*(None if a is None else a[rows, ...] for a in flat))
+        if not outputs:
+            outputs = [xp.empty((n,) + tuple(p.shape[1:]), dtype=p.dtype, device=p.device) for p in parts]
+        for out, part in zip(outputs, parts):
+            out[rows, ...] = part
+    return tuple(xp.reshape(out, batch + tuple(out.shape[1:])) for out in outputs)
+
+
 def decompose(X: Array, *, xp: ModuleType | None = None, solver: Any = None) -> tuple[Array, Array]:
     """Full eigendecomposition (lmd ascending, Y) of ½(X + Xᵀ), without validation.
 
@@ -126,13 +149,21 @@ def backward_unchecked(
     overwrite: bool = False,
     xp: ModuleType,
     lo: int | None = None,
+    block: int | None = None,
 ) -> Array:
     """`backward` after validation (the adapters' entry point), for the window of K eigenpairs
     from ``lo`` (None: the top K).
 
     ``overwrite=True`` forms products in the memory of temporaries (fewer passes over memory);
-    pass it only where no autograd records the operations.
+    pass it only where no autograd records the operations. ``block`` (with ``overwrite``, eager
+    CPU code; see `in_slices`) computes the batch in slices of that many matrices: the same
+    values, fewer passes through memory. ``check_invariance`` takes the whole batch at once.
     """
+    batch = tuple(Y.shape[:-2])
+    if block is not None and overwrite and not check_invariance and math.prod(batch) > block:
+        options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "overwrite": True, "xp": xp, "lo": lo}
+        kernel = lambda lm, y, v, g: (backward_unchecked(lm, y, v, g, K, **options),)
+        return in_slices(kernel, (lmd, Y, V, g_lmd), batch, block, xp)[0]
     M = Y.shape[-1]
     lo = first_column(M, K, lo)
     Y_K = Y[..., lo : lo + K]
@@ -147,10 +178,23 @@ def backward_unchecked(
         warn_if_not_invariant(lmd, P, K, eps, xp, lo)
     # C = ½(F ∘ P + E diag g): the ½ of ½(G + Gᵀ) is folded into C, where it costs nothing.
     C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, halve=True, overwrite=overwrite, lo=lo)
-    if g_lmd is not None:
+    if g_lmd is not None and overwrite:
+        C = add_to_own(C, g_lmd / 2, lo, xp)
+    elif g_lmd is not None:
         C = C + own_columns(M, K, C, xp, lo) * (g_lmd[..., None, :] / 2)
     G = (Y @ C) @ Y_K.mT
     return add_transpose(G, xp, blocked=overwrite)
+
+
+def add_to_own(C: Array, d: Array, lo: int, xp: ModuleType) -> Array:
+    """C (..., M, K) with d (..., K) added to each column's own entry C[..., lo + j, j], in place
+    where C's memory allows (eager code only): the entries lo·K + j(K + 1) of each matrix's row-major
+    flattening, one strided slice, instead of a broadcast pass over all of C. Returns the result,
+    which is C itself unless reshaping had to copy."""
+    M, K = C.shape[-2], C.shape[-1]
+    flat = xp.reshape(C, tuple(C.shape[:-2]) + (M * K,))
+    flat[..., lo * K : lo * K + (K - 1) * (K + 1) + 1 : K + 1] += d
+    return xp.reshape(flat, C.shape)
 
 
 def warn_if_not_invariant(

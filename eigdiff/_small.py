@@ -34,6 +34,7 @@ import math
 from types import ModuleType
 from typing import Any
 
+from eigdiff import _core
 from eigdiff._checks import library, namespace
 
 Array = Any
@@ -106,16 +107,11 @@ def eigh(X: Array, xp: ModuleType | None = None, block: int | None = None) -> tu
     pass over the whole batch, for GPUs and traced code).
     """
     xp = namespace(X, xp=xp)
-    M = X.shape[-1]
-    n = math.prod(X.shape[:-2])
-    if block is None or n <= block or M == 1:
+    batch = tuple(X.shape[:-2])
+    if block is None or math.prod(batch) <= block or X.shape[-1] == 1:
         return _solve(X, xp)
-    flat = xp.reshape(X, (n, M, M))
-    lmd = xp.empty((n, M), dtype=X.dtype, device=flat.device)
-    Y = xp.empty((n, M, M), dtype=X.dtype, device=flat.device)
-    for start in range(0, n, block):
-        lmd[start : start + block, ...], Y[start : start + block, ...] = _solve(flat[start : start + block, ...], xp)
-    return xp.reshape(lmd, X.shape[:-1]), xp.reshape(Y, X.shape)
+    lmd, Y = _core.in_slices(lambda x: _solve(x, xp), (X,), batch, block, xp)
+    return lmd, Y
 
 
 def _solve(X: Array, xp: ModuleType) -> tuple[Array, Array]:

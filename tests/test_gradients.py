@@ -114,3 +114,100 @@ def test_jvp_matches_finite_differences_and_is_the_transpose(
     (lp, Yp), (lm, Ym) = top(X + h * dX), top(X - h * dX)
     np.testing.assert_allclose(dlmd, (lp - lm) / (2 * h), atol=1e-6)
     np.testing.assert_allclose(dY, (Yp - Ym) / (2 * h), atol=1e-6)
+
+
+_EAGER_CPU = ("numpy", "numpy_readonly", "torch:cpu", "array_api_strict")
+
+
+@pytest.mark.parametrize("degeneracy", eigdiff.DEGENERACY_MODES)
+@pytest.mark.parametrize("window", [(4, None), (2, None), (2, 1)])
+@pytest.mark.parametrize("cotangents", ["both", "vectors", "values"])
+def test_the_backward_in_slices_is_the_whole_batch_backward(
+    backend: Backend, degeneracy: str, window: tuple[int, int | None], cotangents: str
+) -> None:
+    """`_core.backward_unchecked` with ``block`` (eager CPU code: the batch in slices, to stay in
+    cache) returns the whole-batch backward bit for bit: the same operations on each matrix, in
+    slices of 64 of a (3, 50) batch (the last slice short), with ties in every fourth matrix so
+    that each mode's regularization is reached. Inputs stay as they were."""
+    from eigdiff import _core
+
+    if backend.name not in _EAGER_CPU:
+        pytest.skip(f"slices are for eager CPU code, which {backend.name} is not")
+    rng = np.random.default_rng(3)
+    K, lo = window
+    lmd = np.sort(rng.standard_normal((3, 50, 4)), axis=-1)
+    lmd[:, ::4, 2] = lmd[:, ::4, 1]  # exact ties
+    Y = np.linalg.qr(rng.standard_normal((3, 50, 4, 4)))[0]
+    V = rng.standard_normal((3, 50, 4, K)) if cotangents != "values" else None
+    g = rng.standard_normal((3, 50, K)) if cotangents != "vectors" else None
+    a = lambda x: None if x is None else backend.asarray(x)
+    args = (a(lmd), a(Y), a(V), a(g), K)
+    options = {"eps": None, "degeneracy": degeneracy, "overwrite": True, "xp": backend.xp, "lo": lo}
+    whole = backend.to_numpy(_core.backward_unchecked(*args, **options))
+    sliced = backend.to_numpy(_core.backward_unchecked(*args, block=64, **options))
+    assert sliced.shape == (3, 50, 4, 4)
+    np.testing.assert_array_equal(sliced, whole)
+    for before, after in zip((lmd, Y, V, g), args):
+        if before is not None:
+            np.testing.assert_array_equal(backend.to_numpy(after), before)
+
+
+def test_eager_cpu_backwards_take_slices_where_they_were_measured_to_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapters hand the backward a slice (`backward_options`) on eager NumPy and torch CPU
+    arrays, and none where autograd records or for M whose slice would hold fewer than 64
+    matrices; the core slices only a batch with more matrices than a slice holds."""
+    from eigdiff import _core
+    from eigdiff.backends import MIN_BACKWARD_SLICE, adapter_for
+
+    calls = []
+    original = _core.in_slices
+    monkeypatch.setattr(
+        _core,
+        "in_slices",
+        lambda fn, arrays, batch, block, xp: calls.append(block) or original(fn, arrays, batch, block, xp),
+    )
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 8, 8))
+    (lmd, Y), pullback = eigdiff.vjp(X)
+    V = rng.standard_normal(Y.shape)
+    G = pullback(V, None)
+    block = adapter_for(X).backward_slice // 64
+    assert calls == [block] and 5000 > block >= MIN_BACKWARD_SLICE
+    eigdiff.vjp(X[:100])[1](V[:100], None)  # a batch that fits in one slice is computed whole
+    assert calls == [block]
+    monkeypatch.setattr(type(adapter_for(X)), "backward_slice", None)
+    np.testing.assert_array_equal(pullback(V, None), G)  # the whole batch, the same values
+    assert calls == [block]
+    monkeypatch.undo()
+    assert adapter_for(X).backward_options(lmd, np.zeros((10, 256, 256)), None, None)["block"] is None
+    torch = pytest.importorskip("torch")
+    T = torch.zeros((10, 8, 8))
+    ad = adapter_for(T)
+    assert ad.backward_options(T[0, 0], T, None, None) == {"overwrite": True, "block": ad.backward_slice // 64}
+    with torch.enable_grad():  # create_graph: autograd records the backward
+        R = T.clone().requires_grad_()
+        assert ad.backward_options(T[0, 0], T, R, None) == {"overwrite": False, "block": None}
+
+
+@pytest.mark.parametrize("window", [(5, 0), (3, 2), (2, 0), (1, 4), (1, 0)])
+def test_adding_to_the_own_entries_touches_exactly_those(backend: Backend, window: tuple[int, int]) -> None:
+    """`_core.add_to_own` (the eigenvalue cotangent's in-place diagonal, one strided slice) equals
+    the broadcast C + E diag(d) for every window of a 5-column spectrum, including the window at
+    the top, where a slice one step too long would run into the next row; and for a transposed
+    (non-contiguous) C, where reshaping copies."""
+    from eigdiff import _core
+    from eigdiff._gaps import own_columns
+
+    if backend.name not in ("numpy", "torch:cpu", "array_api_strict"):
+        pytest.skip(f"in-place work is for eager code on writable arrays, which {backend.name} are not")
+    K, lo = window
+    rng = np.random.default_rng(K + lo)
+    C, d = rng.standard_normal((2, 3, 5, K)), rng.standard_normal((2, 3, K))
+    expected = C + np.eye(5, K, k=-lo) * d[..., None, :]
+    np.testing.assert_array_equal(
+        backend.to_numpy(_core.add_to_own(backend.asarray(C.copy()), backend.asarray(d), lo, backend.xp)), expected
+    )
+    T = backend.asarray(np.swapaxes(C, -1, -2).copy()).mT  # non-contiguous where the library has strides
+    np.testing.assert_array_equal(backend.to_numpy(_core.add_to_own(T, backend.asarray(d), lo, backend.xp)), expected)
+    ref = backend.to_numpy(own_columns(5, K, backend.asarray(C), backend.xp, lo))
+    np.testing.assert_array_equal(ref, np.eye(5, K, k=-lo))

@@ -342,3 +342,17 @@ def test_one_by_one_and_two_by_two_are_exact_where_they_can_be() -> None:
     lmd, Y = eigdiff.eigh(D, method="small")
     np.testing.assert_array_equal(lmd, [[1.0, 3.0]])
     np.testing.assert_array_equal(np.abs(Y), [[[0.0, 1.0], [1.0, 0.0]]])
+
+
+@pytest.mark.parametrize("M", [2, 3])
+def test_the_solver_in_slices_is_the_whole_batch_solver(backend: Backend, M: int) -> None:
+    """``block`` (eager CPU code: the batch in slices that stay in cache) gives the whole-batch
+    results bit for bit: slices of 64 of a (3, 50) batch, the last one short."""
+    if backend.name not in ("numpy", "numpy_readonly", "torch:cpu", "array_api_strict"):
+        pytest.skip(f"slices are for eager CPU code, which {backend.name} is not")
+    X = np.random.default_rng(M).standard_normal((3, 50, M, M))
+    whole = [backend.to_numpy(a) for a in _small.eigh(backend.asarray(X), backend.xp)]
+    sliced = [backend.to_numpy(a) for a in _small.eigh(backend.asarray(X), backend.xp, block=64)]
+    assert sliced[0].shape == (3, 50, M) and sliced[1].shape == (3, 50, M, M)
+    np.testing.assert_array_equal(sliced[0], whole[0])
+    np.testing.assert_array_equal(sliced[1], whole[1])

@@ -20,6 +20,10 @@ from eigdiff import _checks, _core, _functions, _methods, _small
 
 Array = Any
 
+#: The fewest matrices a backward slice holds: where a slice's worth of elements is fewer
+#: matrices than this (M ≥ 64 on NumPy, M ≥ 128 on torch), the batch is computed whole.
+MIN_BACKWARD_SLICE = 64
+
 #: How to install torch, for error messages: a plain install pulls the CUDA build on Linux.
 TORCH_INSTALL = (
     "pip install 'eigdiff[torch]' (on Linux that pulls torch's CUDA build, several GB; for the "
@@ -128,6 +132,21 @@ class ArrayAPIAdapter:
     def may_overwrite(self, *arrays: Array | None) -> bool:
         """Whether the backward may form products in its temporaries' memory (no autograd here)."""
         return True
+
+    def backward_options(self, lmd: Array, Y: Array, V: Array | None, g_lmd: Array | None) -> dict[str, Any]:
+        """``overwrite`` and ``block`` for `eigdiff._core.backward_unchecked`: in place where no
+        autograd records, and in slices of the batch where that is eager code on the CPU."""
+        overwrite = self.may_overwrite(lmd, Y, V, g_lmd)
+        block = None
+        if overwrite and self.backward_slice is not None and _small.on_cpu(Y):
+            block = self.backward_slice // max(1, Y.shape[-1] ** 2)
+            block = block if block >= MIN_BACKWARD_SLICE else None
+        return {"overwrite": overwrite, "block": block}
+
+    #: The backward's slice of the batch in eager CPU code, in elements of an (M, M) array per
+    #: slice (see `eigdiff._core.in_slices`); None: the whole batch at once. Measured by
+    #: ``benchmarks/small_matrices.py --backward-slices`` (the performance page has the table).
+    backward_slice: int | None = None
 
     #: The library's own eigensolver for ``method="full"`` (None: ``xp.linalg.eigh``).
     native_solver: Any = None

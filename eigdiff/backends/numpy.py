@@ -13,6 +13,7 @@ class NumPyAdapter(ArrayAPIAdapter):
     # semantics. (It computes float32 input in float64 and rounds the results back.)
     native_solver = staticmethod(np.linalg.eigh)
     small_block = 16384
+    backward_slice = 2**18
 
 
 ADAPTER = NumPyAdapter()

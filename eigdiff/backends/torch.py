@@ -122,9 +122,9 @@ class EighFunction(torch.autograd.Function):
             eps=ctx.eps,
             degeneracy=ctx.degeneracy,
             check_invariance=ctx.check_invariance,
-            overwrite=ADAPTER.may_overwrite(lmd, Y, V, g_lmd),
             xp=xp_torch,
             lo=lo,
+            **ADAPTER.backward_options(lmd, Y, V, g_lmd),
         )
         return dX, None, None, None, None, None, None
 
@@ -504,6 +504,7 @@ def _differentiable(X: torch.Tensor) -> bool:
 
 class TorchAdapter(ArrayAPIAdapter):
     small_block = 65536
+    backward_slice = 2**20
     name = "torch"
 
     def namespace(self, X: Any) -> ModuleType:
