@@ -58,7 +58,9 @@ METHODS = ("auto", "full", "small")
 #: matrix, and the small solver wins at both sizes and dtypes from 524,288 on (1.2-1.7x; 2.3-3.8x
 #: at 10⁶). torch's batched eigh on CUDA is faster up to 16,384 (0.5 ms against 2.7) but fails
 #: from 65,536 matrices on (CUSOLVER_STATUS_INTERNAL_ERROR, then a 200-500 GiB workspace request),
-#: where the small solver still runs: its threshold is the last batch seen to work. Routes not
+#: where the small solver still runs: its threshold is the last batch seen to work (the
+#: "full" route has since been given slices of 16,384 there, `eigdiff.backends.torch.EIGH_SLICE`,
+#: and the crossover against those was not re-measured). Routes not
 #: listed (JAX, array_api_strict, other devices) were not measured, and keep their own eigh.
 AUTO_MIN_BATCH = {"numpy": 512, "torch": 2048, "torch:cuda": 16384, "cupy": 524288}
 

@@ -313,3 +313,57 @@ def test_the_eager_twin_computes_what_the_modern_function_does(monkeypatch: pyte
     eigdiff.eigh(A)[1].sum().backward()
     torch.func.grad(lambda A: eigdiff.eigh(A)[0].sum())(X)
     assert applied[0] is EagerEighFunction and set(applied[1:]) == {EighFunction}  # (torch.func re-applies inside)
+
+
+def test_the_library_eigh_in_slices_keeps_values_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where torch's eigh takes slices of the batch (`EIGH_SLICE`: CUDA, whose batched eigh fails
+    from 65,536 small matrices on), values and gradients are the whole batch's. Here the CPU is
+    given slices of 64 (LAPACK solves each matrix alone either way, so the results are equal bit
+    for bit); under a torch.func transform no slices are taken (vmap cannot write into them)."""
+    from eigdiff.backends import torch as adapter
+
+    X = _separated((3, 50), 4)
+    W = torch.randn(X.shape, dtype=X.dtype, generator=torch.Generator().manual_seed(1))
+    loss = lambda Z, k: (lambda out: (W[..., : out[1].shape[-1]] * out[1] ** 2).sum() + out[0].sum())(
+        eigdiff.eigh(Z, top_k=k, method="full")
+    )
+    results, taken = [], []
+    original = adapter._core.in_slices
+    monkeypatch.setattr(adapter._core, "in_slices", lambda *a: taken.append(a[3]) or original(*a))
+    for slices in ({}, {"cpu": 64}):
+        monkeypatch.setattr(adapter, "EIGH_SLICE", slices)
+        taken.clear()
+        for k in (None, 2):
+            Xg = X.clone().requires_grad_()
+            value = loss(Xg, k)
+            (G,) = torch.autograd.grad(value, Xg)
+            results.append((value, G))
+        assert taken == ([64, 64] if slices else [])
+        taken.clear()
+        vmap(grad(lambda Z: loss(Z, 2)))(X[0])  # transformed: the whole batch, no error
+        assert taken == []
+    for (v0, G0), (v1, G1) in zip(results[:2], results[2:]):
+        torch.testing.assert_close(v1, v0, rtol=0, atol=0)
+        torch.testing.assert_close(G1, G0, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device available")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_stacks_beyond_cusolvers_batch_limit(dtype: torch.dtype) -> None:
+    """65,536 8 × 8 matrices on CUDA, where torch's own batched eigh raised (torch 2.11 + CUDA 13):
+    eigdiff.eigh and its gradient work, with residual and orthogonality within 64·M u and the
+    gradient equal to native autograd on slices within 1e3 u relative (separated spectra)."""
+    B, M = 65536, 8
+    X = _separated((B,), M, device="cuda").to(dtype)
+    Xg = X.clone().requires_grad_()
+    lmd, Y = eigdiff.eigh(Xg, method="full")
+    (G,) = torch.autograd.grad((Y**2 * torch.arange(M, device="cuda", dtype=dtype)).sum() + lmd.sum(), Xg)
+    u = torch.finfo(dtype).eps / 2
+    S = (X + X.mT) / 2
+    norm = torch.linalg.matrix_norm(S, ord=2)
+    assert float(((S @ Y - Y * lmd[..., None, :]).norm(dim=(-2, -1)) / norm).max()) <= 64 * M * u
+    assert float((Y.mT @ Y - torch.eye(M, device="cuda", dtype=dtype)).norm(dim=(-2, -1)).max()) <= 64 * M * u
+    part = X[:16384].clone().requires_grad_()
+    l2, Y2 = torch.linalg.eigh((part + part.mT) / 2)
+    (G2,) = torch.autograd.grad((Y2**2 * torch.arange(M, device="cuda", dtype=dtype)).sum() + l2.sum(), part)
+    assert float((G[:16384] - G2).norm() / G2.norm()) <= 1e3 * u

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import sys
 from types import ModuleType
 from typing import Any
@@ -148,6 +149,11 @@ class ArrayAPIAdapter:
     #: ``benchmarks/small_matrices.py --backward-slices`` (the performance page has the table).
     backward_slice: int | None = None
 
+    def eigh_slice(self, X: Array) -> int | None:
+        """The most matrices the library's eigh is handed at once for X (eager code only: the
+        batch is then solved in slices, `eigdiff._core.in_slices`); None: the whole batch."""
+        return None
+
     #: The library's own eigensolver for ``method="full"`` (None: ``xp.linalg.eigh``).
     native_solver: Any = None
     #: The small solver's slice of the batch on the CPU, eager (see `eigdiff._small.eigh`;
@@ -158,6 +164,12 @@ class ArrayAPIAdapter:
         """Full, non-differentiable (lmd ascending, Y) of ½(X + Xᵀ), by a resolved ``method``:
         "full" (the library's eigh) or "small" (eigdiff's, M ≤ 3; it reads ½(X + Xᵀ) itself)."""
         if method != "small":
+            block = self.eigh_slice(X)
+            batch = tuple(X.shape[:-2])
+            if block is not None and math.prod(batch) > block:
+                decompose = lambda x: _core.decompose(x, xp=xp, solver=self.native_solver)
+                lmd, Y = _core.in_slices(decompose, (X,), batch, block, xp)
+                return lmd, Y
             return _core.decompose(X, xp=xp, solver=self.native_solver)
         eager_cpu = _small.on_cpu(X) and self.check_values(X)
         return _small.eigh(X, xp, block=self.small_block if eager_cpu else None)

@@ -502,6 +502,11 @@ def _differentiable(X: torch.Tensor) -> bool:
     )
 
 
+#: The most matrices torch's eigh is handed at once, per device type (see `TorchAdapter.eigh_slice`);
+#: device types not listed hand it the whole batch.
+EIGH_SLICE = {"cuda": 16384}
+
+
 class TorchAdapter(ArrayAPIAdapter):
     small_block = 65536
     backward_slice = 2**20
@@ -520,6 +525,15 @@ class TorchAdapter(ArrayAPIAdapter):
         if torch.compiler.is_compiling() or _transformed(*arrays):
             return False
         return not (torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in arrays))
+
+    def eigh_slice(self, X: Any) -> int | None:
+        # torch's batched eigh on CUDA (cusolverDnXsyevBatched, torch 2.11 + CUDA 13, H200) fails
+        # from 65,536 matrices on for every M ≤ 32 measured (4 to 32, float32 and float64:
+        # CUSOLVER_STATUS_INTERNAL_ERROR, or a workspace request of 140-730 GiB), and works in
+        # slices of 16,384 with residuals of 20-68 u (docs/_static/cuda_batched_eigh_h200.json;
+        # the table is on the backends page).
+        block = EIGH_SLICE.get(X.device.type)
+        return block if block is not None and self.check_values(X) else None
 
     def decompose(self, X: Any, xp: ModuleType, method: str = "full") -> tuple[Any, Any]:
         with torch.no_grad():
