@@ -358,6 +358,7 @@ def test_cuda_stacks_beyond_cusolvers_batch_limit(dtype: torch.dtype) -> None:
     Xg = X.clone().requires_grad_()
     lmd, Y = eigdiff.eigh(Xg, method="full")
     (G,) = torch.autograd.grad((Y**2 * torch.arange(M, device="cuda", dtype=dtype)).sum() + lmd.sum(), Xg)
+    lmd, Y = lmd.detach(), Y.detach()
     u = torch.finfo(dtype).eps / 2
     S = (X + X.mT) / 2
     norm = torch.linalg.matrix_norm(S, ord=2)
