@@ -180,6 +180,8 @@ def test_eager_cpu_backwards_take_slices_where_they_were_measured_to_pay(monkeyp
     assert calls == [block]
     monkeypatch.undo()
     assert adapter_for(X).backward_options(lmd, np.zeros((10, 256, 256)), None, None)["block"] is None
+    assert adapter_for(X).backward_options(lmd, np.zeros((1, 64, 64)), None, None)["block"] == MIN_BACKWARD_SLICE
+    assert adapter_for(X).backward_options(lmd, np.zeros((1, 65, 65)), None, None)["block"] is None
     torch = pytest.importorskip("torch")
     T = torch.zeros((10, 8, 8))
     ad = adapter_for(T)
@@ -211,3 +213,26 @@ def test_adding_to_the_own_entries_touches_exactly_those(backend: Backend, windo
     np.testing.assert_array_equal(backend.to_numpy(_core.add_to_own(T, backend.asarray(d), lo, backend.xp)), expected)
     ref = backend.to_numpy(own_columns(5, K, backend.asarray(C), backend.xp, lo))
     np.testing.assert_array_equal(ref, np.eye(5, K, k=-lo))
+
+
+def test_the_backward_in_slices_keeps_its_peak_memory_near_the_output() -> None:
+    """NumPy, traced by tracemalloc: in slices the backward's peak is the output plus one slice's
+    temporaries (at most 1.5× the output for 64 slices), where the whole batch's temporaries
+    take about 3× (the test checks that contrast too, so that it can fail)."""
+    import tracemalloc
+
+    import array_api_compat.numpy as xp
+
+    from eigdiff import _core
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4096, 4, 4))
+    lmd, Y = np.linalg.eigh(A + np.swapaxes(A, -1, -2))
+    V, g = rng.standard_normal(Y.shape), rng.standard_normal(lmd.shape)
+    peaks = {}
+    for block in (None, 64):
+        tracemalloc.start()
+        _core.backward_unchecked(lmd, Y, V, g, 4, eps=None, degeneracy="mask", overwrite=True, xp=xp, block=block)
+        peaks[block] = tracemalloc.get_traced_memory()[1] / Y.nbytes
+        tracemalloc.stop()
+    assert peaks[64] <= 1.5 < 2.5 <= peaks[None], peaks

@@ -22,7 +22,7 @@ from eigdiff import _checks, _core, _functions, _methods, _small
 Array = Any
 
 #: The fewest matrices a backward slice holds: where a slice's worth of elements is fewer
-#: matrices than this (M ≥ 64 on NumPy, M ≥ 128 on torch), the batch is computed whole.
+#: matrices than this (M > 64 on NumPy, M > 128 on torch), the batch is computed whole.
 MIN_BACKWARD_SLICE = 64
 
 #: How to install torch, for error messages: a plain install pulls the CUDA build on Linux.
