@@ -105,6 +105,16 @@ def in_slices(
     return tuple(xp.reshape(out, batch + tuple(out.shape[1:])) for out in outputs)
 
 
+def concat_slices(fn: Any, X: Array, batch: tuple[int, ...], block: int, xp: ModuleType) -> tuple[Array, ...]:
+    """`in_slices` for one array without in-place writes, for traced code (torch.compile, torch.func
+    transforms): each slice's results, concatenated. Costs one more copy of the outputs."""
+    n = math.prod(batch)
+    flat = xp.reshape(X, (n,) + tuple(X.shape[len(batch) :]))
+    parts = [fn(flat[start : min(start + block, n), ...]) for start in range(0, n, block)]
+    joined = [xp.concat([part[i] for part in parts], axis=0) for i in range(len(parts[0]))]
+    return tuple(xp.reshape(out, batch + tuple(out.shape[1:])) for out in joined)
+
+
 def decompose(X: Array, *, xp: ModuleType | None = None, solver: Any = None) -> tuple[Array, Array]:
     """Full eigendecomposition (lmd ascending, Y) of ½(X + Xᵀ), without validation.
 

@@ -317,32 +317,43 @@ def test_the_eager_twin_computes_what_the_modern_function_does(monkeypatch: pyte
 
 def test_the_library_eigh_in_slices_keeps_values_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where torch's eigh takes slices of the batch (`EIGH_SLICE`: CUDA, whose batched eigh fails
-    from 65,536 small matrices on), values and gradients are the whole batch's. Here the CPU is
-    given slices of 64 (LAPACK solves each matrix alone either way, so the results are equal bit
-    for bit); under a torch.func transform no slices are taken (vmap cannot write into them)."""
+    from 65,536 small matrices on), values and gradients are the whole batch's: eagerly (slices
+    written into preallocated outputs), under vmap∘grad and under torch.compile(fullgraph=True)
+    (slices concatenated, no in-place writes). Here the CPU is given slices of 64; LAPACK solves
+    each matrix alone either way, so the results are equal bit for bit."""
     from eigdiff.backends import torch as adapter
 
-    X = _separated((3, 50), 4)
+    X = _separated((2, 150), 4)
     W = torch.randn(X.shape, dtype=X.dtype, generator=torch.Generator().manual_seed(1))
-    loss = lambda Z, k: (lambda out: (W[..., : out[1].shape[-1]] * out[1] ** 2).sum() + out[0].sum())(
+    loss = lambda Z, k: (lambda out: (W[0, ..., : out[1].shape[-1]] * out[1] ** 2).sum() + out[0].sum())(
         eigdiff.eigh(Z, top_k=k, method="full")
     )
+    per_sample = vmap(grad(lambda Z: loss(Z, 2)))  # the batch it sees: 150 matrices
     results, taken = [], []
-    original = adapter._core.in_slices
-    monkeypatch.setattr(adapter._core, "in_slices", lambda *a: taken.append(a[3]) or original(*a))
+    for name in ("in_slices", "concat_slices"):
+        original = getattr(adapter._core, name)
+        monkeypatch.setattr(adapter._core, name, lambda *a, n=name, f=original: taken.append((n, a[3])) or f(*a))
     for slices in ({}, {"cpu": 64}):
         monkeypatch.setattr(adapter, "EIGH_SLICE", slices)
         taken.clear()
         for k in (None, 2):
-            Xg = X.clone().requires_grad_()
+            Xg = X[0].clone().requires_grad_()
             value = loss(Xg, k)
             (G,) = torch.autograd.grad(value, Xg)
             results.append((value, G))
-        assert taken == ([64, 64] if slices else [])
+        assert taken == ([("in_slices", 64)] * 2 if slices else [])
         taken.clear()
-        vmap(grad(lambda Z: loss(Z, 2)))(X[0])  # transformed: the whole batch, no error
-        assert taken == []
-    for (v0, G0), (v1, G1) in zip(results[:2], results[2:]):
+        results.append((per_sample(X),) * 2)
+        assert taken == ([("concat_slices", 64)] if slices else [])
+        torch._dynamo.reset()
+        Xg = X[0].clone().requires_grad_()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, while inductor imports
+            value = torch.compile(lambda Z: loss(Z, 2), fullgraph=True)(Xg)
+        results.append((value, torch.autograd.grad(value, Xg)[0]))
+        assert taken == ([("concat_slices", 64)] * 2 if slices else [])  # vmap's, then the compiled call's
+    half = len(results) // 2
+    for (v0, G0), (v1, G1) in zip(results[:half], results[half:]):
         torch.testing.assert_close(v1, v0, rtol=0, atol=0)
         torch.testing.assert_close(G1, G0, rtol=0, atol=0)
 

@@ -150,8 +150,9 @@ class ArrayAPIAdapter:
     backward_slice: int | None = None
 
     def eigh_slice(self, X: Array) -> int | None:
-        """The most matrices the library's eigh is handed at once for X (eager code only: the
-        batch is then solved in slices, `eigdiff._core.in_slices`); None: the whole batch."""
+        """The most matrices the library's eigh is handed at once for X (the batch is then solved
+        in slices: `eigdiff._core.in_slices` in eager code, `concat_slices` in traced code);
+        None: the whole batch."""
         return None
 
     #: The library's own eigensolver for ``method="full"`` (None: ``xp.linalg.eigh``).
@@ -168,7 +169,10 @@ class ArrayAPIAdapter:
             batch = tuple(X.shape[:-2])
             if block is not None and math.prod(batch) > block:
                 decompose = lambda x: _core.decompose(x, xp=xp, solver=self.native_solver)
-                lmd, Y = _core.in_slices(decompose, (X,), batch, block, xp)
+                if self.check_values(X):  # eager: into preallocated outputs
+                    lmd, Y = _core.in_slices(decompose, (X,), batch, block, xp)
+                else:  # traced: no in-place writes
+                    lmd, Y = _core.concat_slices(decompose, X, batch, block, xp)
                 return lmd, Y
             return _core.decompose(X, xp=xp, solver=self.native_solver)
         eager_cpu = _small.on_cpu(X) and self.check_values(X)
