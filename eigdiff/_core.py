@@ -83,36 +83,39 @@ def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False) -> Array:
 
 
 def in_slices(
-    fn: Any, arrays: tuple[Array | None, ...], batch: tuple[int, ...], block: int, xp: ModuleType
+    fn: Any,
+    arrays: tuple[Array | None, ...],
+    batch: tuple[int, ...],
+    block: int,
+    xp: ModuleType,
+    *,
+    in_place: bool = True,
 ) -> tuple[Array, ...]:
     """``fn(*arrays)`` (a tuple of arrays, each with the batch axes ``batch`` in front) computed
-    on slices of ``block`` matrices of the flattened batch, written into preallocated outputs.
+    on slices of ``block`` matrices of the flattened batch. ``None`` entries of ``arrays`` pass
+    through.
 
-    For eager code on the CPU: a slice's temporaries stay in cache, where a pass over the whole
-    batch streams each of them through memory; the values are the same, since every matrix is
-    computed by the same operations either way. ``None`` entries of ``arrays`` pass through.
+    ``in_place=True`` (eager code) writes each slice's results into preallocated outputs; on the
+    CPU a slice's temporaries then stay in cache, where a pass over the whole batch streams each
+    of them through memory. ``in_place=False`` (traced code: torch.compile, torch.func
+    transforms) concatenates them instead, at the cost of one more copy of the outputs. The
+    values are the same either way: every matrix is computed by the same operations.
     """
     n = math.prod(batch)
     flat = [None if a is None else xp.reshape(a, (n,) + tuple(a.shape[len(batch) :])) for a in arrays]
-    outputs: list[Array] = []
-    for start in range(0, n, block):
-        rows = slice(start, min(start + block, n))  # a stop past the end is not portable
-        parts = fn(*(None if a is None else a[rows, ...] for a in flat))
-        if not outputs:
-            outputs = [xp.empty((n,) + tuple(p.shape[1:]), dtype=p.dtype, device=p.device) for p in parts]
-        for out, part in zip(outputs, parts):
-            out[rows, ...] = part
+    rows = [slice(start, min(start + block, n)) for start in range(0, n, block)]  # a stop past the end is not portable
+    if not in_place:
+        parts = [fn(*(None if a is None else a[r, ...] for a in flat)) for r in rows]
+        outputs = [xp.concat([part[i] for part in parts], axis=0) for i in range(len(parts[0]))]
+    else:
+        outputs = []
+        for r in rows:
+            parts = fn(*(None if a is None else a[r, ...] for a in flat))
+            if not outputs:
+                outputs = [xp.empty((n,) + tuple(p.shape[1:]), dtype=p.dtype, device=p.device) for p in parts]
+            for out, part in zip(outputs, parts):
+                out[r, ...] = part
     return tuple(xp.reshape(out, batch + tuple(out.shape[1:])) for out in outputs)
-
-
-def concat_slices(fn: Any, X: Array, batch: tuple[int, ...], block: int, xp: ModuleType) -> tuple[Array, ...]:
-    """`in_slices` for one array without in-place writes, for traced code (torch.compile, torch.func
-    transforms): each slice's results, concatenated. Costs one more copy of the outputs."""
-    n = math.prod(batch)
-    flat = xp.reshape(X, (n,) + tuple(X.shape[len(batch) :]))
-    parts = [fn(flat[start : min(start + block, n), ...]) for start in range(0, n, block)]
-    joined = [xp.concat([part[i] for part in parts], axis=0) for i in range(len(parts[0]))]
-    return tuple(xp.reshape(out, batch + tuple(out.shape[1:])) for out in joined)
 
 
 def decompose(X: Array, *, xp: ModuleType | None = None, solver: Any = None) -> tuple[Array, Array]:

@@ -330,9 +330,14 @@ def test_the_library_eigh_in_slices_keeps_values_and_gradients(monkeypatch: pyte
     )
     per_sample = vmap(grad(lambda Z: loss(Z, 2)))  # the batch it sees: 150 matrices
     results, taken = [], []
-    for name in ("in_slices", "concat_slices"):
-        original = getattr(adapter._core, name)
-        monkeypatch.setattr(adapter._core, name, lambda *a, n=name, f=original: taken.append((n, a[3])) or f(*a))
+    original = adapter._core.in_slices
+    monkeypatch.setattr(
+        adapter._core,
+        "in_slices",
+        lambda *a, **kw: (
+            taken.append(("in place" if kw.get("in_place", True) else "concatenated", a[3])) or original(*a, **kw)
+        ),
+    )
     for slices in ({}, {"cpu": 64}):
         monkeypatch.setattr(adapter, "EIGH_SLICE", slices)
         taken.clear()
@@ -341,17 +346,17 @@ def test_the_library_eigh_in_slices_keeps_values_and_gradients(monkeypatch: pyte
             value = loss(Xg, k)
             (G,) = torch.autograd.grad(value, Xg)
             results.append((value, G))
-        assert taken == ([("in_slices", 64)] * 2 if slices else [])
+        assert taken == ([("in place", 64)] * 2 if slices else [])
         taken.clear()
         results.append((per_sample(X),) * 2)
-        assert taken == ([("concat_slices", 64)] if slices else [])
+        assert taken == ([("concatenated", 64)] if slices else [])
         torch._dynamo.reset()
         Xg = X[0].clone().requires_grad_()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, while inductor imports
             value = torch.compile(lambda Z: loss(Z, 2), fullgraph=True)(Xg)
         results.append((value, torch.autograd.grad(value, Xg)[0]))
-        assert taken == ([("concat_slices", 64)] * 2 if slices else [])  # vmap's, then the compiled call's
+        assert taken == ([("concatenated", 64)] * 2 if slices else [])  # vmap's, then the compiled call's
     half = len(results) // 2
     for (v0, G0), (v1, G1) in zip(results[:half], results[half:]):
         torch.testing.assert_close(v1, v0, rtol=0, atol=0)

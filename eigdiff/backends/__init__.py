@@ -151,8 +151,7 @@ class ArrayAPIAdapter:
 
     def eigh_slice(self, X: Array) -> int | None:
         """The most matrices the library's eigh is handed at once for X (the batch is then solved
-        in slices: `eigdiff._core.in_slices` in eager code, `concat_slices` in traced code);
-        None: the whole batch."""
+        in slices, `eigdiff._core.in_slices`, also in traced code); None: the whole batch."""
         return None
 
     #: The library's own eigensolver for ``method="full"`` (None: ``xp.linalg.eigh``).
@@ -169,10 +168,8 @@ class ArrayAPIAdapter:
             batch = tuple(X.shape[:-2])
             if block is not None and math.prod(batch) > block:
                 decompose = lambda x: _core.decompose(x, xp=xp, solver=self.native_solver)
-                if self.check_values(X):  # eager: into preallocated outputs
-                    lmd, Y = _core.in_slices(decompose, (X,), batch, block, xp)
-                else:  # traced: no in-place writes
-                    lmd, Y = _core.concat_slices(decompose, X, batch, block, xp)
+                eager = self.check_values(X)  # traced code cannot write into preallocated outputs
+                lmd, Y = _core.in_slices(decompose, (X,), batch, block, xp, in_place=eager)
                 return lmd, Y
             return _core.decompose(X, xp=xp, solver=self.native_solver)
         eager_cpu = _small.on_cpu(X) and self.check_values(X)
