@@ -23,6 +23,11 @@ class Backend:
         return getattr(self.xp, name)
 
 
+#: The backends whose arrays eigdiff computes eagerly on the CPU and may write into (its slices
+#: of the batch, in-place steps): not JAX (immutable, traced), not GPU arrays.
+EAGER_CPU = ("numpy", "numpy_readonly", "torch:cpu", "array_api_strict")
+
+
 @dataclasses.dataclass(frozen=True)
 class Spec:
     name: str
