@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from eigdiff._checks import namespace
-from eigdiff._gaps import degenerate, first_column, gap_product, own_columns
+from eigdiff._gaps import degenerate, first_column, gap_product, own_columns, own_entries
 
 Array = Any
 
@@ -163,6 +163,7 @@ def backward_unchecked(
     xp: ModuleType,
     lo: int | None = None,
     block: int | None = None,
+    host_reads: bool = False,
 ) -> Array:
     """`backward` after validation (the adapters' entry point), for the window of K eigenpairs
     from ``lo`` (None: the top K).
@@ -170,11 +171,16 @@ def backward_unchecked(
     ``overwrite=True`` forms products in the memory of temporaries (fewer passes over memory);
     pass it only where no autograd records the operations. ``block`` (with ``overwrite``, eager
     CPU code; see `in_slices`) computes the batch in slices of that many matrices: the same
-    values, fewer passes through memory. ``check_invariance`` takes the whole batch at once.
+    values, fewer passes through memory. ``host_reads`` (with ``overwrite``, eager CPU code)
+    lets the mask skip its passes where no eigenvalue is tied (`eigdiff._gaps.gap_product`).
+    ``check_invariance`` takes the whole batch at once. Every option gives the same values.
     """
     batch = tuple(Y.shape[:-2])
     if block is not None and overwrite and not check_invariance and math.prod(batch) > block:
-        options: dict[str, Any] = {"eps": eps, "degeneracy": degeneracy, "overwrite": True, "xp": xp, "lo": lo}
+        options: dict[str, Any] = {
+            **{"eps": eps, "degeneracy": degeneracy, "xp": xp, "lo": lo},
+            **{"overwrite": True, "host_reads": host_reads},
+        }
         kernel = lambda lm, y, v, g: (backward_unchecked(lm, y, v, g, K, **options),)
         return in_slices(kernel, (lmd, Y, V, g_lmd), batch, block, xp)[0]
     M = Y.shape[-1]
@@ -190,7 +196,8 @@ def backward_unchecked(
     if check_invariance:
         warn_if_not_invariant(lmd, P, K, eps, xp, lo)
     # C = ½(F ∘ P + E diag g): the ½ of ½(G + Gᵀ) is folded into C, where it costs nothing.
-    C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, halve=True, overwrite=overwrite, lo=lo)
+    options = {"halve": True, "overwrite": overwrite, "lo": lo, "host_reads": host_reads and overwrite}
+    C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, **options)
     if g_lmd is not None and overwrite:
         C = add_to_own(C, g_lmd / 2, lo, xp)
     elif g_lmd is not None:
@@ -204,9 +211,8 @@ def add_to_own(C: Array, d: Array, lo: int, xp: ModuleType) -> Array:
     where C's memory allows (eager code only): the entries lo·K + j(K + 1) of each matrix's row-major
     flattening, one strided slice, instead of a broadcast pass over all of C. Returns the result,
     which is C itself unless reshaping had to copy."""
-    M, K = C.shape[-2], C.shape[-1]
-    flat = xp.reshape(C, tuple(C.shape[:-2]) + (M * K,))
-    flat[..., lo * K : lo * K + (K - 1) * (K + 1) + 1 : K + 1] += d
+    flat, own = own_entries(C, lo, xp)
+    flat[..., own] += d
     return xp.reshape(flat, C.shape)
 
 

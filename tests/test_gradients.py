@@ -182,10 +182,94 @@ def test_eager_cpu_backwards_take_slices_where_they_were_measured_to_pay(monkeyp
     torch = pytest.importorskip("torch")
     T = torch.zeros((10, 8, 8))
     ad = adapter_for(T)
-    assert ad.backward_options(T[0, 0], T, None, None) == {"overwrite": True, "block": ad.backward_slice // 64}
+    eager = {"overwrite": True, "block": ad.backward_slice // 64, "host_reads": True}
+    assert ad.backward_options(T[0, 0], T, None, None) == eager
     with torch.enable_grad():  # create_graph: autograd records the backward
         R = T.clone().requires_grad_()
-        assert ad.backward_options(T[0, 0], T, R, None) == {"overwrite": False, "block": None}
+        assert ad.backward_options(T[0, 0], T, R, None) == {"overwrite": False, "block": None, "host_reads": False}
+
+
+@st.composite
+def _near_tied_spectra(draw: st.DrawFn) -> tuple[np.ndarray, int, int, float | None]:
+    """Ascending spectra (2, M) on a grid of steps of 0, 1, 2 or 3 units of one ulp-sized
+    "tick" around the mask's threshold, so that ties, gaps exactly at the threshold and gaps
+    just past it all occur; a window (k, lo); and eps (None: the default, or an explicit one)."""
+    M = draw(st.integers(1, 7))
+    k = draw(st.integers(1, M))
+    lo = draw(st.integers(0, M - k))
+    eps = draw(st.sampled_from([None, 0.0, 1e-3]))
+    base = draw(st.sampled_from([1.0, -3.0, 1e30, 1e-30]))
+    threshold = 1e-3 if eps is not None else 8 * np.sqrt(M) * np.finfo(np.float64).eps * abs(base)
+    tick = draw(st.sampled_from([threshold / 2, threshold, threshold * (1 + 2**-40)]))
+    steps = np.array([[draw(st.integers(0, 3)) for _ in range(M)] for _ in range(2)])
+    lmd = (
+        base + np.cumsum(steps, axis=-1) * tick
+        if eps is not None
+        else base * (1 + np.cumsum(steps, axis=-1) * tick / abs(base))
+    )
+    return np.sort(lmd, axis=-1), k, lo, eps
+
+
+@given(case=_near_tied_spectra())
+def test_the_tie_test_read_on_the_host_is_the_mask_beyond_the_own_entries(backend: Backend, case) -> None:
+    """`_gaps.ties_beyond_own` (which reads O(k) consecutive gaps) says whether the mask has any
+    entry besides each column's own, exactly as the full (M, k) mask does, on spectra whose gaps
+    sit at, just below and just past the threshold, for every window, the default threshold and
+    explicit ones (0 included)."""
+    from eigdiff import _gaps
+
+    if backend.name not in EAGER_CPU:
+        pytest.skip(f"the tie test is read on the host, for eager CPU code, which {backend.name} is not")
+    lmd, k, lo, eps = case
+    x = backend.asarray(lmd)
+    M = lmd.shape[-1]
+    mask = backend.to_numpy(_gaps.degenerate(x, k, eps, backend.xp, lo)).astype(bool)
+    expected = bool(np.any(mask & (np.eye(M, k, k=-lo) == 0)))
+    half_threshold = _gaps.gap_threshold(x, eps, backend.xp) / 2
+    assert _gaps.ties_beyond_own(x, k, half_threshold, backend.xp, lo) is expected
+
+
+@pytest.mark.parametrize("window", [(4, None), (2, None), (2, 1), (1, 0)])
+@pytest.mark.parametrize("cotangents", ["both", "vectors"])
+def test_the_mask_read_on_the_host_is_the_same_backward(
+    backend: Backend, window: tuple[int, int | None], cotangents: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_core.backward_unchecked` with ``host_reads`` (eager CPU code: the mask's passes skipped
+    where the host reads that nothing but the own entries is masked) returns the backward
+    without it bit for bit: on a batch with no tie (the skip taken, as a spy on
+    `_gaps.own_entries` sees), a tie outside the window's reach (taken where the window does not
+    border it), and ties in it (not taken). Inputs stay as they were."""
+    from eigdiff import _core, _gaps
+
+    if backend.name not in EAGER_CPU:
+        pytest.skip(f"host reads are for eager CPU code, which {backend.name} is not")
+    monkeypatch.setattr(_gaps, "TIE_TEST_MIN", 0)  # small batches here: take the test at any size
+    skips = []
+    own_entries = _gaps.own_entries
+    monkeypatch.setattr(_gaps, "own_entries", lambda C, lo, xp: skips.append(lo) or own_entries(C, lo, xp))
+    rng = np.random.default_rng(5)
+    K, lo = window
+    first = 4 - K if lo is None else lo
+    for tie in (None, 0, first):  # λ_tie = λ_{tie+1}: none; at the bottom; at the window's first column
+        lmd = np.sort(rng.standard_normal((3, 4)), axis=-1)
+        if tie is not None:
+            lmd[:, tie + 1] = lmd[:, tie]
+        Y = np.linalg.qr(rng.standard_normal((3, 4, 4)))[0]
+        V = rng.standard_normal((3, 4, K))
+        g = rng.standard_normal((3, K)) if cotangents == "both" else None
+        a = lambda x: None if x is None else backend.asarray(x)
+        args = (a(lmd), a(Y), a(V), a(g), K)
+        options = {"eps": None, "degeneracy": "mask", "overwrite": True, "xp": backend.xp, "lo": lo}
+        plain = backend.to_numpy(_core.backward_unchecked(*args, **options))
+        skips.clear()
+        read = backend.to_numpy(_core.backward_unchecked(*args, host_reads=True, **options))
+        np.testing.assert_array_equal(read, plain)
+        assert np.all(np.isfinite(read))
+        borders = tie is not None and first - 1 <= tie < first + K  # the tie touches the window
+        assert skips == ([] if borders else [first]), (tie, skips)
+        for before, after in zip((lmd, Y, V, g), args):
+            if before is not None:
+                np.testing.assert_array_equal(backend.to_numpy(after), before)
 
 
 @pytest.mark.parametrize("window", [(5, 0), (3, 2), (2, 0), (1, 4), (1, 0)])

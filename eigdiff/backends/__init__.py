@@ -135,14 +135,16 @@ class ArrayAPIAdapter:
         return True
 
     def backward_options(self, lmd: Array, Y: Array, V: Array | None, g_lmd: Array | None) -> dict[str, Any]:
-        """``overwrite`` and ``block`` for `eigdiff._core.backward_unchecked`: in place where no
-        autograd records, and in slices of the batch where that is eager code on the CPU."""
+        """``overwrite``, ``block`` and ``host_reads`` for `eigdiff._core.backward_unchecked`: in
+        place where no autograd records, and, where that is eager code on the CPU, in slices of
+        the batch and with the tie test read on the host."""
         overwrite = self.may_overwrite(lmd, Y, V, g_lmd)
+        eager_cpu = overwrite and _small.on_cpu(Y)
         block = None
-        if overwrite and self.backward_slice is not None and _small.on_cpu(Y):
+        if eager_cpu and self.backward_slice is not None:
             block = self.backward_slice // max(1, Y.shape[-1] ** 2)
             block = block if block >= MIN_BACKWARD_SLICE else None
-        return {"overwrite": overwrite, "block": block}
+        return {"overwrite": overwrite, "block": block, "host_reads": eager_cpu}
 
     #: The backward's slice of the batch in eager CPU code, in elements of an (M, M) array per
     #: slice (see `eigdiff._core.in_slices`); None: the whole batch at once. Measured by
