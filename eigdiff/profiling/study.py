@@ -80,14 +80,16 @@ def forward_call(method: str, X: torch.Tensor, top_k: int | None, solver: str = 
 def time_interleaved(
     calls: dict[str, Callable[[], Any]], device: torch.device, *, iters: int, rounds: int, progress: Any = None
 ) -> dict[str, list[float]]:
-    """Per-call milliseconds of each call, one entry per round; rounds interleave the calls."""
+    """Per-call milliseconds of each call, one entry per round; rounds interleave the calls, in
+    reverse order every other round, so that no call always runs just after the same one (on a
+    shared CPU, what ran before changes the allocator's and the caches' state by up to 10 %)."""
     per_round = max(1, iters // rounds)
     for fn in calls.values():  # warm-up: first-call allocations and kernel selection
         fn()
     _sync(device)
     samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
+    for r in range(rounds):
+        for name, fn in list(calls.items())[:: -1 if r % 2 else 1]:
             _sync(device)
             start = time.perf_counter()
             for _ in range(per_round):
