@@ -242,6 +242,21 @@ def test_import_eigdiff_imports_neither_torch_nor_cupy() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_first_call_inside_torch_compile_after_importing_eigdiff_first() -> None:
+    """eigdiff imported before torch, then its first call inside torch.compile(fullgraph=True):
+    the torch adapter is imported while Dynamo traces (an import statement, which Dynamo runs,
+    not importlib, which it refuses as a graph break). Fresh interpreter: nothing loaded yet."""
+    pytest.importorskip("torch")
+    code = (
+        "import sys, eigdiff, torch\n"
+        "assert 'eigdiff.backends.torch' not in sys.modules\n"
+        "f = torch.compile(lambda X: eigdiff.eigh(X)[0], fullgraph=True)\n"
+        "X = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)\n"
+        "torch.testing.assert_close(f(X), torch.linalg.eigvalsh(X))\n"
+    )
+    subprocess.run([sys.executable, "-W", "ignore::FutureWarning", "-c", code], check=True)
+
+
 def test_missing_backend_error_says_what_to_install() -> None:
     code = (
         "import sys\n"

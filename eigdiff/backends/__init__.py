@@ -9,7 +9,6 @@ arrays arrives (array-api-compat's ``is_*_array`` look in ``sys.modules`` first)
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import sys
 from types import ModuleType
@@ -242,12 +241,39 @@ class ArrayAPIAdapter:
             return _functions.apply(lmd, Y, spec, xp)
 
 
-# (library, array class, adapter module); a library not yet imported cannot own the array.
+# Each adapter module by an import statement, not importlib: Dynamo runs an import statement
+# while it traces (so a first call inside torch.compile(fullgraph=True) loads the torch adapter),
+# where it refuses importlib.import_module as a graph break.
+def _torch_adapter() -> Any:
+    import eigdiff.backends.torch as module
+
+    return module
+
+
+def _jax_adapter() -> Any:
+    import eigdiff.backends.jax as module
+
+    return module
+
+
+def _cupy_adapter() -> Any:
+    import eigdiff.backends.cupy as module
+
+    return module
+
+
+def _numpy_adapter() -> Any:
+    import eigdiff.backends.numpy as module
+
+    return module
+
+
+# (library, array class, adapter module's loader); a library not yet imported cannot own the array.
 _MODULES = (
-    ("torch", "Tensor", "eigdiff.backends.torch"),
-    ("jax", "Array", "eigdiff.backends.jax"),
-    ("cupy", "ndarray", "eigdiff.backends.cupy"),
-    ("numpy", "ndarray", "eigdiff.backends.numpy"),
+    ("torch", "Tensor", _torch_adapter),
+    ("jax", "Array", _jax_adapter),
+    ("cupy", "ndarray", _cupy_adapter),
+    ("numpy", "ndarray", _numpy_adapter),
 )
 _by_type: dict[type, ArrayAPIAdapter] = {}
 
@@ -258,22 +284,18 @@ def adapter_for(X: Array) -> ArrayAPIAdapter:
     adapter = _by_type.get(kind)
     if adapter is None:
         adapter = ArrayAPIAdapter()
-        for library, cls, module in _MODULES:
+        for library, cls, load in _MODULES:
             lib = sys.modules.get(library)
             if lib is not None and isinstance(X, getattr(lib, cls)):
-                loaded = sys.modules.get(module) or importlib.import_module(module)
-                adapter = loaded.ADAPTER
+                adapter = load().ADAPTER
                 break
         _by_type[kind] = adapter
     return adapter
 
 
 def load_present_adapters() -> None:
-    """Import the adapters of libraries that are already imported (none is imported here).
-
-    Run at ``import eigdiff`` so that a first call inside ``torch.compile`` finds the torch
-    adapter loaded: Dynamo cannot trace an import.
-    """
-    for library, _, module in _MODULES:
+    """Import the adapters of libraries that are already imported (none is imported here), at
+    ``import eigdiff``, so that the first call pays no import."""
+    for library, _, load in _MODULES:
         if library in sys.modules and library not in ("cupy", "jax"):
-            importlib.import_module(module)
+            load()
