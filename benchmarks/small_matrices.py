@@ -17,6 +17,10 @@ for the slices of the batch it can work in, in elements of an (M, M) array per s
 (B, 2, 2), (B, 3, 3), (B/16, 8, 8) and (B/128, 32, 32) stacks: the numbers behind the adapters'
 ``backward_slice`` (2¹⁸ for NumPy, 2²⁰ for torch).
 
+``--compiled`` adds, for torch, the small solver under ``torch.compile(fullgraph=True)``: the
+forward alone, and the forward with the loss (whose backward AOTAutograd compiles with it),
+with the time of the first, compiling call.
+
 ``--crossover`` instead times small stacks (B = 1 to 4096) to find from which batch the small
 solver wins: the numbers behind ``eigdiff._small.AUTO_MIN_BATCH``.
 
@@ -25,7 +29,7 @@ solver wins: the numbers behind ``eigdiff._small.AUTO_MIN_BATCH``.
 for B = 1 to ``--batch`` (the crossover), and for torch forward + backward against native autograd
 at ``--batch``.
 
-    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--blocks | --backward-slices | --crossover | --gpu] [--json out.json]
+    python benchmarks/small_matrices.py [--batch 1_000_000] [--rounds 5] [--compiled] [--blocks | --backward-slices | --crossover | --gpu] [--json out.json]
 """
 
 from __future__ import annotations
@@ -44,12 +48,13 @@ import eigdiff
 
 
 def _median_times(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """Median seconds per call of each function, in interleaved rounds (after one warm-up each)."""
+    """Median seconds per call of each function, in interleaved rounds (after one warm-up each),
+    every other round in reverse order (a call pays for the state the one before it left)."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    for r in range(rounds):
+        for name, fn in list(fns.items())[:: -1 if r % 2 else 1]:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -80,41 +85,55 @@ def numpy_row(B: int, M: int, dtype: str, rounds: int) -> dict[str, Any]:
     }
 
 
-def torch_row(B: int, M: int, dtype: str, rounds: int) -> dict[str, Any]:
+def torch_row(B: int, M: int, dtype: str, rounds: int, compiled: bool = False) -> dict[str, Any]:
+    """Forward, and forward + backward of the loss, eigdiff's small solver against torch's eigh;
+    with ``compiled``, also both under ``torch.compile(fullgraph=True)`` (the forward alone, and
+    the forward with the loss, whose backward AOTAutograd compiles too), and the compile times."""
     import torch
 
     X = torch.from_numpy(_stack(B, M, dtype))
     W = torch.randn(X.shape, dtype=X.dtype)
 
-    def step(eigh: Callable[[Any], Any]) -> Callable[[], Any]:
+    def small(A: Any) -> Any:
+        return eigdiff.eigh(A, method="small")
+
+    def loss(eigh: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def value(A: Any) -> Any:
+            lmd, Y = eigh(A)
+            return (W * Y * Y).sum() + lmd.sum()
+
+        return value
+
+    def step(value: Callable[[Any], Any]) -> Callable[[], Any]:
         def run() -> Any:
             Xg = X.detach().requires_grad_()
-            lmd, Y = eigh(Xg)
-            return torch.autograd.grad((W * Y * Y).sum() + lmd.sum(), Xg)
+            return torch.autograd.grad(value(Xg), Xg)
 
         return run
 
-    t = _median_times(
-        {
-            "forward_small": lambda: eigdiff.eigh(X, method="small"),
-            "forward_native": lambda: torch.linalg.eigh(X),
-            "step_small": step(lambda A: eigdiff.eigh(A, method="small")),
-            "step_native": step(torch.linalg.eigh),
-        },
-        rounds,
-    )
-    return {
-        "library": "torch",
-        "B": B,
-        "M": M,
-        "dtype": dtype,
-        "forward_small_s": t["forward_small"],
-        "forward_native_s": t["forward_native"],
-        "forward_speedup": t["forward_native"] / t["forward_small"],
-        "step_small_s": t["step_small"],
-        "step_native_s": t["step_native"],
-        "step_speedup": t["step_native"] / t["step_small"],
+    fns = {
+        "forward_small": lambda: small(X),
+        "forward_native": lambda: torch.linalg.eigh(X),
+        "step_small": step(loss(small)),
+        "step_native": step(loss(torch.linalg.eigh)),
     }
+    row: dict[str, Any] = {"library": "torch", "B": B, "M": M, "dtype": dtype}
+    if compiled:
+        forward = torch.compile(small, fullgraph=True)
+        fns["forward_compiled"] = lambda: forward(X)
+        fns["step_compiled"] = step(torch.compile(loss(small), fullgraph=True))
+        for name in ("forward_compiled", "step_compiled"):
+            start = time.perf_counter()
+            fns[name]()  # compiles
+            row[f"{name}_compile_s"] = time.perf_counter() - start
+    t = _median_times(fns, rounds)
+    row.update({f"{name}_s": seconds for name, seconds in t.items()})
+    row["forward_speedup"] = t["forward_native"] / t["forward_small"]
+    row["step_speedup"] = t["step_native"] / t["step_small"]
+    if compiled:
+        row["forward_compiled_speedup"] = t["forward_native"] / t["forward_compiled"]
+        row["step_compiled_speedup"] = t["step_native"] / t["step_compiled"]
+    return row
 
 
 def blocks(B: int, rounds: int) -> list[dict[str, Any]]:
@@ -292,6 +311,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--gpu", action="store_true", help="torch CUDA and CuPy against their own eigh")
     parser.add_argument("--sizes", help="--gpu: the batches, comma-separated (default 1,64,1024,16384,262144)")
     parser.add_argument("--no-torch", action="store_true", help="NumPy only")
+    parser.add_argument("--compiled", action="store_true", help="also torch under torch.compile(fullgraph=True)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     if args.gpu:
@@ -320,7 +340,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     flush=True,
                 )
                 if not args.no_torch:
-                    row = torch_row(args.batch, M, dtype, args.rounds)
+                    row = torch_row(args.batch, M, dtype, args.rounds, compiled=args.compiled)
                     rows.append(row)
                     print(
                         f"torch ({args.batch:,}, {M}, {M}) {dtype}: forward {row['forward_small_s'] * 1e3:7.1f} ms vs "
@@ -329,6 +349,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         f"{row['step_speedup']:.2f}x",
                         flush=True,
                     )
+                    if args.compiled:
+                        print(
+                            f"  compiled: forward {row['forward_compiled_s'] * 1e3:7.1f} ms: "
+                            f"{row['forward_compiled_speedup']:.2f}x (compile {row['forward_compiled_compile_s']:.1f} s); "
+                            f"forward+backward {row['step_compiled_s'] * 1e3:7.1f} ms: "
+                            f"{row['step_compiled_speedup']:.2f}x (compile {row['step_compiled_compile_s']:.1f} s)",
+                            flush=True,
+                        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
