@@ -191,15 +191,16 @@ def test_eager_cpu_backwards_take_slices_where_they_were_measured_to_pay(monkeyp
 
 @st.composite
 def _near_tied_spectra(draw: st.DrawFn) -> tuple[np.ndarray, int, int, float | None]:
-    """Ascending spectra (2, M) on a grid of steps of 0, 1, 2 or 3 units of one ulp-sized
-    "tick" around the mask's threshold, so that ties, gaps exactly at the threshold and gaps
+    """Ascending spectra (2, M), float32 or float64, on a grid of steps of 0, 1, 2 or 3 units of
+    a "tick" around the mask's threshold, so that ties, gaps exactly at the threshold and gaps
     just past it all occur; a window (k, lo); and eps (None: the default, or an explicit one)."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
     M = draw(st.integers(1, 7))
     k = draw(st.integers(1, M))
     lo = draw(st.integers(0, M - k))
     eps = draw(st.sampled_from([None, 0.0, 1e-3]))
     base = draw(st.sampled_from([1.0, -3.0, 1e30, 1e-30]))
-    threshold = 1e-3 if eps is not None else 8 * np.sqrt(M) * np.finfo(np.float64).eps * abs(base)
+    threshold = 1e-3 if eps is not None else 8 * np.sqrt(M) * np.finfo(dtype).eps * abs(base)
     tick = draw(st.sampled_from([threshold / 2, threshold, threshold * (1 + 2**-40)]))
     steps = np.array([[draw(st.integers(0, 3)) for _ in range(M)] for _ in range(2)])
     lmd = (
@@ -207,7 +208,7 @@ def _near_tied_spectra(draw: st.DrawFn) -> tuple[np.ndarray, int, int, float | N
         if eps is not None
         else base * (1 + np.cumsum(steps, axis=-1) * tick / abs(base))
     )
-    return np.sort(lmd, axis=-1), k, lo, eps
+    return np.sort(lmd, axis=-1).astype(dtype), k, lo, eps
 
 
 @given(case=_near_tied_spectra())
@@ -227,6 +228,31 @@ def test_the_tie_test_read_on_the_host_is_the_mask_beyond_the_own_entries(backen
     expected = bool(np.any(mask & (np.eye(M, k, k=-lo) == 0)))
     half_threshold = _gaps.gap_threshold(x, eps, backend.xp) / 2
     assert _gaps.ties_beyond_own(x, k, half_threshold, backend.xp, lo) is expected
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("eps", [None, 1e-3])
+def test_the_tie_test_read_on_the_host_agrees_at_the_threshold_to_the_last_bit(
+    backend: Backend, dtype: str, eps: float | None
+) -> None:
+    """A half-gap exactly equal to the mask's threshold (in the array's dtype) is a tie, one ulp
+    more is not, and `_gaps.ties_beyond_own` (its own half-gaps, on the window's neighbours only)
+    says the same in both cases, for an exact and a rounded threshold."""
+    from eigdiff import _gaps
+
+    if backend.name not in EAGER_CPU:
+        pytest.skip(f"the tie test is read on the host, for eager CPU code, which {backend.name} is not")
+    for lmd_max in (4.0, 3.0):  # max|λ| = 4: a power of two; 3: the default threshold rounds
+        probe = backend.asarray(np.array([-lmd_max, 0.0, 0.0], dtype=dtype))
+        half = _gaps.gap_threshold(probe, eps, backend.xp) / 2  # as the device's mask computes it
+        T = np.asarray(backend.to_numpy(half) if hasattr(half, "shape") else half, dtype=dtype).reshape(())
+        for gap, tied in ((T, True), (np.nextafter(T, np.asarray(np.inf, dtype=dtype)), False)):
+            lmd = np.array([-lmd_max, 0.0, 2 * gap], dtype=dtype)  # half-gap λ₃/2 − λ₂/2 = gap exactly
+            x = backend.asarray(lmd)
+            mask = backend.to_numpy(_gaps.degenerate(x, 1, eps, backend.xp, 2)).astype(bool)
+            assert bool(mask[1, 0]) is tied, (lmd_max, gap, tied)  # the construction is right
+            half_threshold = _gaps.gap_threshold(x, eps, backend.xp) / 2
+            assert _gaps.ties_beyond_own(x, 1, half_threshold, backend.xp, 2) is tied
 
 
 @pytest.mark.parametrize("window", [(4, None), (2, None), (2, 1), (1, 0)])
