@@ -198,11 +198,15 @@ def backward_unchecked(
     # C = ½(F ∘ P + E diag g): the ½ of ½(G + Gᵀ) is folded into C, where it costs nothing.
     options = {"halve": True, "overwrite": overwrite, "lo": lo, "host_reads": host_reads and overwrite}
     C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, **options)
+    del P  # (often C itself) each temporary is dropped once used, so that the next can take its memory
     if g_lmd is not None and overwrite:
         C = add_to_own(C, g_lmd / 2, lo, xp)
     elif g_lmd is not None:
         C = C + own_columns(M, K, C, xp, lo) * (g_lmd[..., None, :] / 2)
-    G = (Y @ C) @ Y_K.mT
+    W = Y @ C
+    del C
+    G = W @ Y_K.mT
+    del W
     return add_transpose(G, xp, blocked=overwrite)
 
 
