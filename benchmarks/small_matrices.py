@@ -10,7 +10,7 @@ in one run (interleaved rounds, median per call):
   autograd.
 
 ``--blocks`` times the small solver on (B, 3, 3) for the slice sizes it can work in (the numbers
-behind the adapters' ``small_block``: 16,384 for NumPy, 65,536 for torch on the CPU).
+behind the adapters' ``small_block``: 8,192 for NumPy, 65,536 for torch on the CPU).
 
 ``--backward-slices`` times the core's backward (eager, in place) on NumPy arrays and CPU tensors
 for the slices of the batch it can work in, in elements of an (M, M) array per slice, on
@@ -147,7 +147,7 @@ def blocks(B: int, rounds: int) -> list[dict[str, Any]]:
     for dtype in ("float32", "float64"):
         X = _stack(B, 3, dtype)
         T = torch.from_numpy(X)
-        sizes = (None, 4096, 16384, 65536)
+        sizes = (None, 4096, 8192, 16384, 65536)
         t = _median_times(
             {
                 **{f"numpy {b}": lambda b=b, X=X: _small.eigh(X, xp_numpy, block=b) for b in sizes},

@@ -12,7 +12,7 @@ class NumPyAdapter(ArrayAPIAdapter):
     # np.linalg.eigh reads only one triangle; the core symmetrizes first, keeping ½(X + Xᵀ)
     # semantics. (It computes float32 input in float64 and rounds the results back.)
     native_solver = staticmethod(np.linalg.eigh)
-    small_block = 16384
+    small_block = 8192
     backward_slice = 2**18
 
 
