@@ -79,6 +79,11 @@ def choose(
 def _choose_krylov(X: Array, M: int, k: int, lo: int) -> str:
     from eigdiff import _krylov
 
+    if getattr(getattr(X, "device", None), "type", None) == "meta":
+        raise ValueError(
+            "method='krylov' iterates on X's values, which a meta tensor does not hold; use method='full' "
+            "or 'auto' (they infer shapes on meta tensors)"
+        )
     if library(X) in ("jax", "dask"):
         raise ValueError(
             f"method='krylov' is not wired into {library(X)} arrays (their adapters differentiate the full "

@@ -120,6 +120,32 @@ def test_outputs_and_gradients_stay_on_device_and_dtype(device: str) -> None:
         assert dlmd.device.type == device and dY.dtype == dtype
 
 
+def test_meta_tensors_infer_shapes_and_krylov_says_why_not() -> None:
+    """A meta tensor (shape inference, deferred initialization) holds no values: the NaN/Inf
+    check is skipped as under a transform, and the forward, backward, jvp and matrix functions
+    give meta results of the right shapes, as torch's own eigh does. The Krylov method iterates
+    on values, so it raises a ValueError saying so (before, an opaque `.item()` RuntimeError)."""
+    meta = {"device": "meta", "dtype": torch.float64}
+    X = torch.empty(4, 5, 5, **meta)
+    shapes = lambda *ts: [(tuple(t.shape), t.device.type) for t in ts]
+    assert shapes(*eigdiff.eigh(X, top_k=2)) == [((4, 2), "meta"), ((4, 5, 2), "meta")]
+    assert shapes(*eigdiff.eigh(torch.empty(6, 3, 3, **meta), method="small")) == [
+        ((6, 3), "meta"),
+        ((6, 3, 3), "meta"),
+    ]
+    Xg = X.clone().requires_grad_()
+    lmd, Y = eigdiff.eigh(Xg, bottom_k=3)
+    (lmd.sum() + Y.sum()).backward()
+    assert shapes(Xg.grad) == [((4, 5, 5), "meta")]
+    dX = eigdiff.backward(torch.empty(4, 5, **meta), torch.empty(4, 5, 5, **meta), torch.empty(4, 5, 2, **meta))
+    assert shapes(dX) == [((4, 5, 5), "meta")]
+    (_, _), (dlmd, dY) = eigdiff.jvp(X, X, top_k=2)
+    assert shapes(dlmd, dY) == [((4, 2), "meta"), ((4, 5, 2), "meta")]
+    assert shapes(eigdiff.sqrtm(X), eigdiff.logm(X)) == [((4, 5, 5), "meta")] * 2
+    with pytest.raises(ValueError, match="meta tensor"):
+        eigdiff.eigh(torch.empty(60, 60, **meta), top_k=2, method="krylov")
+
+
 def test_no_graph_without_requires_grad() -> None:
     lmd, Y = eigdiff.eigh(_separated((2,), 4))
     assert lmd.grad_fn is None and Y.grad_fn is None and not Y.requires_grad

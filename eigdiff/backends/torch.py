@@ -516,8 +516,9 @@ class TorchAdapter(ArrayAPIAdapter):
         return xp_torch  # skips array_namespace's cache, which Dynamo would trace through
 
     def check_values(self, X: Any) -> bool:
-        # Value-dependent branches are not allowed inside torch.compile or torch.func transforms.
-        return not (torch.compiler.is_compiling() or _transformed(X))
+        # Value-dependent branches are not allowed inside torch.compile or torch.func transforms,
+        # and a meta tensor (shape inference, deferred initialization) holds no values to read.
+        return not (torch.compiler.is_compiling() or _transformed(X) or X.device.type == "meta")
 
     def may_overwrite(self, *arrays: Any) -> bool:
         # In place only where autograd records nothing and no torch.func transform wraps a
