@@ -9,6 +9,12 @@ The "GEMM floor" is the time of the backward's three matrix products alone (Yᵀ
 product with Y_kᵀ, on the same shapes): each backward is also reported as a multiple of it. The
 "fwd+bwd floor ratio" is torch's eigh alone plus the GEMM floor over native's forward + backward:
 the fwd+bwd ratio eigdiff would reach with nothing above the eigensolver and the three products.
+The "minimal" backward is the least this formula can be as a Python autograd Function (eigdiff's
+design: the backward written once, in Python, over array operations): the three products, one
+broadcast subtraction for the gaps with the own entries set to inf, one in-place division and
+the exactly symmetric sum G + Gᵀ; it omits the ½ scaling, the dtype-aware tie threshold and
+every check, so it is a lower bound on eigdiff's time, not a usable gradient. Where its ratio to
+native is above a target, no backward of this design reaches that target here.
 
     python benchmarks/targets.py [--rounds 15] [--json results.json]
 """
@@ -38,11 +44,45 @@ def _fwd_bwd(method: str, X: torch.Tensor, top_k: int | None):
             import eigdiff
 
             Y = eigdiff.eigh(Xg, top_k=top_k)[1]
+        elif method == "minimal":
+            Y = _Minimal.apply(Xg, top_k or X.shape[-1])[0]
         else:
             Y = study.native_eigh(Xg, top_k)[1]
         torch.autograd.grad(Y, Xg, V)
 
     return call
+
+
+class _Minimal(torch.autograd.Function):
+    """eigh of ½(X + Xᵀ) with the minimal backward of the module docstring."""
+
+    @staticmethod
+    def forward(X: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        lmd, Y = torch.linalg.eigh((X + X.mT) / 2)
+        return (Y, lmd) if k == X.shape[-1] else (Y[..., -k:].clone(), lmd, Y)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(output[1], output[-1] if len(output) == 3 else output[0])
+
+    @staticmethod
+    def backward(ctx, V: torch.Tensor, *_: torch.Tensor):  # noqa: ANN001, ANN205
+        lmd, Y = ctx.saved_tensors
+        M, k = Y.shape[-1], V.shape[-1]
+        P = Y.mT @ V
+        D = lmd[..., None, M - k :] - lmd[..., :, None]
+        D.diagonal(offset=-(M - k), dim1=-2, dim2=-1).fill_(float("inf"))  # own entries: P / inf = 0
+        P /= D
+        G = (Y @ P) @ Y[..., M - k :].mT
+        return G + G.mT, None
+
+
+def _minimal_backward(X: torch.Tensor, top_k: int | None):
+    Xg = X.detach().requires_grad_()
+    Y = _Minimal.apply(Xg, top_k or X.shape[-1])[0]
+    V = torch.ones(Y.shape, dtype=X.dtype)
+    return lambda: torch.autograd.grad(Y, Xg, V, retain_graph=True)
 
 
 def _gemm_floor(X: torch.Tensor, top_k: int | None):
@@ -59,8 +99,10 @@ def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) 
     calls = {
         "bwd eigdiff": study.backward_call("eigdiff", X, top_k),
         "bwd native": study.backward_call("native", X, top_k),
+        "bwd minimal": _minimal_backward(X, top_k),
         "fwd+bwd eigdiff": _fwd_bwd("eigdiff", X, top_k),
         "fwd+bwd native": _fwd_bwd("native", X, top_k),
+        "fwd+bwd minimal": _fwd_bwd("minimal", X, top_k),
         "gemm floor": _gemm_floor(X, top_k),
         "eigh": lambda: torch.linalg.eigh(X),
     }
@@ -91,6 +133,8 @@ def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) 
         "peak_bytes": mem,
         "bwd_ratio": ratio("bwd eigdiff", "bwd native"),
         "total_ratio": ratio("fwd+bwd eigdiff", "fwd+bwd native"),
+        "minimal_bwd_ratio": ratio("bwd minimal", "bwd native"),
+        "minimal_total_ratio": ratio("fwd+bwd minimal", "fwd+bwd native"),
         "mem_ratio": mem["bwd eigdiff"] / mem["bwd native"],
         "eigdiff_over_floor": med["bwd eigdiff"] / med["gemm floor"],
         "native_over_floor": med["bwd native"] / med["gemm floor"],
@@ -112,14 +156,16 @@ def main() -> None:
     )
     print(
         "| B | M | k | dtype | bwd eigdiff ms | bwd native ms | bwd ratio | fwd+bwd ratio "
-        "| fwd+bwd floor ratio | GEMM floor ms | bwd / floor (eigdiff, native) | bwd peak MiB (eigdiff / native) |"
+        "| minimal: bwd, fwd+bwd ratio | fwd+bwd floor ratio | GEMM floor ms | bwd / floor (eigdiff, native) "
+        "| bwd peak MiB (eigdiff / native) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m, p = r["median_ms"], r["peak_bytes"]
         print(
             f"| {r['B']} | {r['M']} | {r['top_k'] or 'all'} | {r['dtype']} | {m['bwd eigdiff']:.3f} | "
-            f"{m['bwd native']:.3f} | {r['bwd_ratio']:.2f} | {r['total_ratio']:.2f} | {r['total_floor_ratio']:.2f} | "
+            f"{m['bwd native']:.3f} | {r['bwd_ratio']:.2f} | {r['total_ratio']:.2f} | "
+            f"{r['minimal_bwd_ratio']:.2f}, {r['minimal_total_ratio']:.2f} | {r['total_floor_ratio']:.2f} | "
             f"{m['gemm floor']:.3f} | "
             f"{r['eigdiff_over_floor']:.2f}, {r['native_over_floor']:.2f} | "
             f"{p['bwd eigdiff'] / 2**20:.2f} / {p['bwd native'] / 2**20:.2f} |"
