@@ -178,8 +178,12 @@ def backward_unchecked(
     batch = tuple(Y.shape[:-2])
     if block is not None and overwrite and not check_invariance and math.prod(batch) > block:
         options: dict[str, Any] = {
-            **{"eps": eps, "degeneracy": degeneracy, "xp": xp, "lo": lo},
-            **{"overwrite": True, "host_reads": host_reads},
+            "eps": eps,
+            "degeneracy": degeneracy,
+            "xp": xp,
+            "lo": lo,
+            "overwrite": True,
+            "host_reads": host_reads,
         }
         kernel = lambda lm, y, v, g: (backward_unchecked(lm, y, v, g, K, **options),)
         return in_slices(kernel, (lmd, Y, V, g_lmd), batch, block, xp)[0]
