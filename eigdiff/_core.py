@@ -104,13 +104,14 @@ def in_slices(
     n = math.prod(batch)
     flat = [None if a is None else xp.reshape(a, (n,) + tuple(a.shape[len(batch) :])) for a in arrays]
     rows = [slice(start, min(start + block, n)) for start in range(0, n, block)]  # a stop past the end is not portable
+    on_rows = lambda r: fn(*(None if a is None else a[r, ...] for a in flat))
     if not in_place:
-        parts = [fn(*(None if a is None else a[r, ...] for a in flat)) for r in rows]
+        parts = [on_rows(r) for r in rows]
         outputs = [xp.concat([part[i] for part in parts], axis=0) for i in range(len(parts[0]))]
     else:
         outputs = []
         for r in rows:
-            parts = fn(*(None if a is None else a[r, ...] for a in flat))
+            parts = on_rows(r)
             if not outputs:
                 outputs = [xp.empty((n,) + tuple(p.shape[1:]), dtype=p.dtype, device=p.device) for p in parts]
             for out, part in zip(outputs, parts):
