@@ -60,7 +60,8 @@ def test_example_runs_and_improves(name: str, tmp_path: Path, capsys: pytest.Cap
         "covariance_pooling": lambda r: r["accuracy"] > 0.95,
         # the weight between the true clusters falls and the noise coordinates' scales shrink
         "sparse_graph_eigenmaps": lambda r: r["cut_after"] < r["cut_before"] and r["scale_ratio"] > 1.2,
-        "jax_vibrating_ring": lambda r: r["gradient_error"] < 1e-6 < r["native_gradient_error"],
+        # JAX's own derivative is off at the ties: by ~5e-3 in earlier runs, NaN with JAX 0.10.2 (neither is <= 1e-6)
+        "jax_vibrating_ring": lambda r: r["gradient_error"] < 1e-6 and not r["native_gradient_error"] <= 1e-6,
         # FA in [0, 1], high in the fibre ring, low in the noisy isotropic tissue; ∂FA/∂D against
         # central differences (h = 1e-9 on entries ~1e-3: truncation and rounding both below 1e-7)
         "dask_diffusion_tensors": lambda r: (
