@@ -345,18 +345,8 @@ def _backward(
             "a torch.func transform) does not have: call it eagerly"
         )
     with adapter.on_device(Y):
-        return _core.backward_unchecked(
-            lmd,
-            Y,
-            V,
-            g_lmd,
-            K,
-            eps=eps,
-            degeneracy=degeneracy,
-            check_invariance=check_invariance,
-            xp=xp,
-            lo=lo,
-            **adapter.backward_options(lmd, Y, V, g_lmd),
+        return adapter.backward(
+            lmd, Y, V, g_lmd, K, eps=eps, degeneracy=degeneracy, check_invariance=check_invariance, xp=xp, lo=lo
         )
 
 

@@ -410,3 +410,69 @@ def test_cuda_stacks_beyond_cusolvers_batch_limit(dtype: torch.dtype) -> None:
     l2, Y2 = torch.linalg.eigh((part + part.mT) / 2)
     (G2,) = torch.autograd.grad((Y2**2 * torch.arange(M, device="cuda", dtype=dtype)).sum() + l2.sum(), part)
     assert float((G[:16384] - G2).norm() / G2.norm()) <= 1e3 * u
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("window", [(6, None), (2, None), (2, 1), (1, 0)])
+def test_small_eager_cpu_backwards_run_on_numpy_views_with_numpys_values(
+    dtype: torch.dtype, window: tuple[int, int | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to `HOST_BACKWARD_MAX` elements of P, eager CPU backwards (the autograd Function's and
+    `eigdiff.backward`'s) run the core on NumPy views of the tensors: the result is then NumPy
+    eigdiff's bit for bit (the same operations on the same values), with ties inside the batch,
+    both cotangents and windows anywhere, the inputs untouched. Larger work, recorded backwards
+    (create_graph) and tensor subclasses keep torch's operations (a spy on `host_view` sees which)."""
+    from eigdiff.backends import HOST_BACKWARD_MAX
+    from eigdiff.backends.torch import ADAPTER
+
+    views: list[tuple[int, ...]] = []  # the shapes of the tensors given a NumPy view
+    host_view = type(ADAPTER).host_view
+
+    def spy(self: object, t: torch.Tensor) -> object:
+        view = host_view(self, t)
+        if view is not None:
+            views.append(tuple(t.shape))
+        return view
+
+    monkeypatch.setattr(type(ADAPTER), "host_view", spy)
+    K, lo = window
+    selection = {"top_k": K} if lo is None else {"subset_by_index": (lo, lo + K)}
+    window_of = {} if lo is None else selection  # `backward`'s window: the top K unless given
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((5, 6, 6))
+    X[1] = np.diag([1.0, 1.0, 2.0, 3.0, 3.0, 3.0])  # ties inside the window and across its edges
+    Xt = torch.tensor(X, dtype=dtype)
+    lmd, Y = eigdiff.eigh(Xt)
+    V, g = (
+        torch.tensor(rng.standard_normal((5, 6, K)), dtype=dtype),
+        torch.tensor(rng.standard_normal((5, K)), dtype=dtype),
+    )
+    kept = [t.clone() for t in (lmd, Y, V, g)]
+    G = eigdiff.backward(lmd, Y, V, g, **window_of)
+    reference = eigdiff.backward(*(t.numpy() for t in (lmd, Y, V, g)), **window_of)
+    assert isinstance(G, torch.Tensor) and G.dtype == dtype and len(views) == 4
+    np.testing.assert_array_equal(G.numpy(), reference)
+    for before, after in zip(kept, (lmd, Y, V, g)):
+        assert torch.equal(before, after)
+    # The autograd Function (which keeps the same full lmd and Y) gives the same values.
+    Xg = Xt.clone().requires_grad_()
+    lmd_k, Y_k = eigdiff.eigh(Xg, **selection)
+    views.clear()
+    (grad_X,) = torch.autograd.grad((lmd_k, Y_k), Xg, (g, V))
+    assert len(views) == 4
+    np.testing.assert_array_equal(grad_X.numpy(), reference)
+    # Where torch's operations stay: above the size, a recorded backward, a tensor subclass.
+    views.clear()
+    monkeypatch.setattr("eigdiff.backends.HOST_BACKWARD_MAX", 5 * 6 * K - 1)
+    eigdiff.backward(lmd, Y, V, g, **window_of)
+    monkeypatch.undo()
+    monkeypatch.setattr(type(ADAPTER), "host_view", spy)
+    lmd_k, Y_k = eigdiff.eigh(Xg, **selection)
+    torch.autograd.grad((lmd_k, Y_k), Xg, (g, V), create_graph=True)
+
+    class Tagged(torch.Tensor):
+        pass
+
+    tagged = eigdiff.backward(*(t.as_subclass(Tagged) for t in (lmd, Y, V, g)), **window_of)
+    assert views == [] and isinstance(tagged, Tagged), views
+    assert 5 * 6 * 6 <= HOST_BACKWARD_MAX

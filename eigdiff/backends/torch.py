@@ -113,7 +113,7 @@ class EighFunction(torch.autograd.Function):
                 k, lo = M, 0
         if g_lmd is None and V is None:
             return None, None, None, None, None, None, None
-        dX = _core.backward_unchecked(
+        dX = ADAPTER.backward(
             lmd,
             Y,
             V,
@@ -124,7 +124,6 @@ class EighFunction(torch.autograd.Function):
             check_invariance=ctx.check_invariance,
             xp=xp_torch,
             lo=lo,
-            **ADAPTER.backward_options(lmd, Y, V, g_lmd),
         )
         return dX, None, None, None, None, None, None
 
@@ -511,6 +510,14 @@ class TorchAdapter(ArrayAPIAdapter):
     small_block = 65536
     backward_slice = 2**20
     name = "torch"
+
+    def host_view(self, t: Any) -> Any:
+        # Plain tensors only: a subclass's own dispatch (__torch_function__) must see its operations.
+        # detach: saved outputs require grad even where the backward records nothing.
+        return t.detach().numpy() if type(t) is torch.Tensor else None
+
+    def from_host(self, a: Any) -> torch.Tensor:
+        return torch.from_numpy(a)
 
     def namespace(self, X: Any) -> ModuleType:
         return xp_torch  # skips array_namespace's cache, which Dynamo would trace through
