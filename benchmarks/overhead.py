@@ -61,7 +61,10 @@ def pieces(X: torch.Tensor) -> dict[str, Callable[[], Any]]:
         # the backward
         "native: backward (autograd.grad)": lambda: torch.autograd.grad(Y_native, Xg, V, retain_graph=True),
         "eigdiff: backward (autograd.grad)": lambda: torch.autograd.grad(Y_eigdiff, Xg, V, retain_graph=True),
-        "  the core's backward_unchecked alone": lambda: _core.backward_unchecked(
+        "  the adapter's backward (what autograd runs; NumPy views up to 2^14 elements)": lambda: adapter.backward(
+            lmd, Y, V, None, M, eps=None, degeneracy="mask", xp=xp
+        ),
+        "  the core's backward_unchecked alone, through torch": lambda: _core.backward_unchecked(
             lmd, Y, V, None, M, eps=None, degeneracy="mask", overwrite=True, xp=xp
         ),
         "  its three matrix products alone": lambda: (Y @ ((Y.mT @ V) * 1.0)) @ Y.mT,

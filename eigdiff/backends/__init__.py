@@ -25,16 +25,22 @@ Array = Any
 #: matrices than this (M > 64 on NumPy, M > 128 on torch), the batch is computed whole.
 MIN_BACKWARD_SLICE = 64
 
-#: The most elements of the backward's P = YᵀV (all matrices together) for which an adapter with
-#: a `ArrayAPIAdapter.host_view` (torch) runs the backward, in eager CPU code, on NumPy views of
-#: its arrays: the same core, through NumPy's operations, which dispatch in 1-8 µs on arrays of a
-#: few thousand elements against torch's 2-25 µs. Measured (2-core AMD EPYC, torch 2.13.0+cpu,
-#: NumPy 2 with OpenBLAS, 2026-12-01; the core's backward through NumPy over through torch, median
-#: of 5 interleaved rounds, float32 / float64): 5 × 32 × 32 0.56 / 0.55, 16 × 32 × 32 0.58 / 0.61,
-#: 2 × 64 × 64 0.59 / 0.75, 1 × 128 × 128 0.66 / 0.73, 100 × 8 × 8 0.47 / 0.55. Larger work is left
-#: to torch: there the comparison is one of BLAS and threading builds (4 × 128 × 128 float32 1.09;
-#: 8 × 512 × 512 1.09 / 0.95), which differ between machines.
+#: The most elements of the backward's P = YᵀV (all matrices together), and the largest order M,
+#: for which an adapter with a `ArrayAPIAdapter.host_view` (torch) runs the backward, in eager CPU
+#: code, on NumPy views of its arrays: the same core, through NumPy's operations, which dispatch in
+#: 1-8 µs on arrays of a few thousand elements against torch's 2-25 µs. Measured
+#: (``benchmarks/host_route.py``, data ``docs/_static/host_route.json``; 2-core AMD EPYC, torch
+#: 2.13.0+cpu, NumPy 2.4 with its wheel's OpenBLAS, 2026-12-01; with the route over without it,
+#: median of 9 interleaved rounds, float32 / float64): the backward alone 0.58 / 0.55 at
+#: 5 × 32 × 32, 0.67 / 0.58 at 16 × 32 × 32, 0.63 / 0.63 at 2 × 64 × 64, 0.72 / 0.67 at
+#: 4 × 64 × 64 (2¹⁴ elements); a training step (forward with graph and backward) 0.90 / 0.89,
+#: 0.96 / 0.92, 0.91 / 0.91, 0.94 / 0.94. Past the size the gain is gone (16 × 64 × 64: 1.02 /
+#: 1.00). The order is capped because OpenBLAS (in its default build) runs a matrix product of more than 64³
+#: multiply-adds on several threads, which then contend with torch's own thread pool: at
+#: 1 × 128 × 128 a training step took 6.0× (float32) and 3.5× (float64) as long with the route
+#: (11× and 4.8× in an earlier run), although the backward alone was faster.
 HOST_BACKWARD_MAX = 2**14
+HOST_BACKWARD_MAX_ORDER = 64
 
 #: How to install torch, for error messages: a plain install pulls the CUDA build on Linux.
 TORCH_INSTALL = (
@@ -161,13 +167,15 @@ class ArrayAPIAdapter:
         """`eigdiff._core.backward_unchecked` (``options``: its keywords but the adapter's own) with
         this adapter's `backward_options`.
 
-        Small eager CPU work (at most `HOST_BACKWARD_MAX` elements of P) runs, where the adapter
-        has a `host_view` for every array, on NumPy views of the arrays' memory and returns
-        through `from_host`: the same operations, each dispatched at NumPy's lower cost. Results
-        agree to rounding (the matrix products may come from another BLAS).
+        Small eager CPU work (at most `HOST_BACKWARD_MAX` elements of P and M at most
+        `HOST_BACKWARD_MAX_ORDER`) runs, where the adapter has a `host_view` for every array, on
+        NumPy views of the arrays' memory and returns through `from_host`: the same operations,
+        each dispatched at NumPy's lower cost. Results agree to rounding (the matrix products may
+        come from another BLAS), and are NumPy eigdiff's bit for bit.
         """
         chosen = self.backward_options(lmd, Y, V, g_lmd)
-        if chosen["host_reads"] and V is not None and math.prod(V.shape) <= HOST_BACKWARD_MAX:
+        small = V is not None and math.prod(V.shape) <= HOST_BACKWARD_MAX and Y.shape[-1] <= HOST_BACKWARD_MAX_ORDER
+        if chosen["host_reads"] and small:
             host = [None if a is None else self.host_view(a) for a in (lmd, Y, V, g_lmd)]
             if all(h is not None for h, a in zip(host, (lmd, Y, V, g_lmd)) if a is not None):
                 chosen.update(xp=xp_numpy, block=None)
