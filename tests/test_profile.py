@@ -45,6 +45,26 @@ def test_peak_memory_counts_live_temporaries() -> None:
     assert 8000 <= study.peak_memory(one_at_a_time, torch.device("cpu")) < 16000
 
 
+def test_peak_memory_skips_views_of_existing_tensors_and_counts_numpys_arrays() -> None:
+    """Views (detach, transpose, slices) and in-place results allocate nothing and count
+    nothing; a NumPy temporary (eigdiff's torch backward runs small work on NumPy views) counts
+    its bytes. Python's own objects (the dispatch mode's bookkeeping) add under 16 KiB, against
+    the 800 kB each array here would count."""
+    import numpy as np
+
+    a = torch.ones(1000, 100, dtype=torch.float64)  # 800,000 bytes, made before the call
+
+    def views() -> None:
+        b = a.detach()
+        b.mT[:10].add_(0.0)  # in place, on a view of a
+
+    noise = 16384
+    assert study.peak_memory(views, torch.device("cpu")) < noise
+    assert 800000 <= study.peak_memory(lambda: np.ones(100000).sum(), torch.device("cpu")) < 800000 + noise
+    both = lambda: (a * 2) + torch.from_numpy(np.ones((1000, 100)))  # a torch temporary, a NumPy one, the sum
+    assert 2400000 <= study.peak_memory(both, torch.device("cpu")) < 2400000 + noise
+
+
 def test_profile_command_writes_table_json_and_chart(tmp_path, capsys) -> None:
     out_json, out_png = tmp_path / "p.json", tmp_path / "p.png"
     code = main(

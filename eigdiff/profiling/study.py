@@ -102,7 +102,11 @@ def time_interleaved(
 
 
 class _LiveTensorBytes:
-    """A dispatch mode that tracks the bytes of storages created under it and still referenced."""
+    """A dispatch mode that tracks the bytes of storages created under it and still referenced.
+
+    An output that shares its storage with one of the operation's tensor arguments (a view such
+    as ``detach`` or ``mT``, an in-place result) allocated nothing and is not counted: its
+    storage either existed before the call or was counted when it was made."""
 
     def __init__(self) -> None:
         from torch.utils._python_dispatch import TorchDispatchMode
@@ -112,24 +116,25 @@ class _LiveTensorBytes:
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
                 out = func(*args, **(kwargs or {}))
-                tracker.record(out)
+                tracker.record(out, (args, kwargs))
                 return out
 
         self.mode = Mode()
         self.live = self.peak = 0
         self.refs: dict[int, list[int]] = {}  # storage address -> [tensors alive, bytes]
 
-    def record(self, out: Any) -> None:
+    def record(self, out: Any, inputs: Any = ()) -> None:
         import weakref
 
         from torch.utils._pytree import tree_leaves
 
+        shared = {t.untyped_storage().data_ptr() for t in tree_leaves(inputs) if isinstance(t, torch.Tensor)}
         for t in tree_leaves(out):
             if not isinstance(t, torch.Tensor):
                 continue
             storage = t.untyped_storage()
             key = storage.data_ptr()
-            if key == 0:
+            if key == 0 or (key in shared and key not in self.refs):
                 continue
             entry = self.refs.get(key)
             if entry is None:
@@ -148,7 +153,13 @@ class _LiveTensorBytes:
 
 
 def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
-    """Bytes: the peak of memory allocated during one ``fn()`` above the level before it."""
+    """Bytes: the peak of memory allocated during one ``fn()`` above the level before it.
+
+    On CUDA, the caching allocator's peak. On the CPU, the peak of the tensor storages ``fn``
+    makes (a dispatch mode sees each) plus the peak that `tracemalloc` sees, which holds NumPy's
+    array data (eigdiff's torch backward runs small work on NumPy views) and Python's own
+    objects (about 1-2 KiB for a backward): a sum of two peaks, so an upper bound where both
+    kinds of memory are used, exact where only one is."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
@@ -156,10 +167,22 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
         fn()
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - base)
+    import tracemalloc
+
     tracker = _LiveTensorBytes()
-    with tracker.mode:
-        fn()
-    return int(tracker.peak)
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        with tracker.mode:
+            fn()
+        host = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        if started:
+            tracemalloc.stop()
+    return int(tracker.peak + host)
 
 
 def summarize(name: str, samples: list[float]) -> Result:
