@@ -35,10 +35,10 @@ MIN_BACKWARD_SLICE = 64
 #: 5 × 32 × 32, 0.67 / 0.58 at 16 × 32 × 32, 0.63 / 0.63 at 2 × 64 × 64, 0.72 / 0.67 at
 #: 4 × 64 × 64 (2¹⁴ elements); a training step (forward with graph and backward) 0.90 / 0.89,
 #: 0.96 / 0.92, 0.91 / 0.91, 0.94 / 0.94. Past the size the gain is gone (16 × 64 × 64: 1.02 /
-#: 1.00). The order is capped because OpenBLAS (in its default build) runs a matrix product of more than 64³
-#: multiply-adds on several threads, which then contend with torch's own thread pool: at
-#: 1 × 128 × 128 a training step took 6.0× (float32) and 3.5× (float64) as long with the route
-#: (11× and 4.8× in an earlier run), although the backward alone was faster.
+#: 1.00). The order is capped because OpenBLAS (in its default build) runs a matrix product of
+#: more than 64³ multiply-adds on several threads, which then contend with torch's own thread
+#: pool: at 1 × 128 × 128 a training step took 6.0× (float32) and 3.5× (float64) as long with the
+#: route (11× and 4.8× in an earlier run), although the backward alone was faster.
 HOST_BACKWARD_MAX = 2**14
 HOST_BACKWARD_MAX_ORDER = 64
 

@@ -158,7 +158,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
     On CUDA, the caching allocator's peak. On the CPU, the peak of the tensor storages ``fn``
     makes (a dispatch mode sees each) plus the peak that `tracemalloc` sees, which holds NumPy's
     array data (eigdiff's torch backward runs small work on NumPy views) and Python's own
-    objects (about 1-2 KiB for a backward): a sum of two peaks, so an upper bound where both
+    objects (a few KiB): a sum of two peaks, so an upper bound where both
     kinds of memory are used, exact where only one is."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
