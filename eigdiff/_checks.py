@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 import sys
 from types import ModuleType
 from typing import Any
@@ -19,6 +20,22 @@ from array_api_compat import array_namespace, is_array_api_obj
 Array = Any
 
 DEGENERACY_MODES = ("mask", "lorentzian", "taylor")
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for a `warnings.warn` in the calling function that attributes the
+    warning to the first frame outside eigdiff and outside the array library's own machinery
+    (torch's autograd engine calling a backward, JAX's tracing): the user's line, whatever the
+    path through eigdiff's layers. (Python 3.12's ``skip_file_prefixes``, for Python 3.11.)"""
+    prefixes = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+    for name in ("torch", "jax"):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            prefixes.append(os.path.dirname(os.path.abspath(path)) + os.sep)
+    frame, level = sys._getframe(1), 1  # the caller of this function: warn's stacklevel 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(tuple(prefixes)):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def library(a: Array) -> str:

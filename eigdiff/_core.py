@@ -20,7 +20,7 @@ import warnings
 from types import ModuleType
 from typing import Any
 
-from eigdiff._checks import namespace
+from eigdiff._checks import namespace, user_stacklevel
 from eigdiff._gaps import degenerate, first_column, gap_product, own_columns, own_entries
 
 Array = Any
@@ -250,7 +250,7 @@ def warn_if_not_invariant(
             f"(asymmetry {worst:.3g} against gradient scale {scale:.3g}); the derivative does not "
             f"exist there and the {K}-column gradient is a regularized choice",
             DegenerateGradientWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 from array_api_compat import is_numpy_namespace, is_torch_namespace
 
+from eigdiff._checks import user_stacklevel
 from eigdiff._core import DegenerateGradientWarning, add_transpose, warn_if_not_invariant
 from eigdiff._gaps import _device, default_eps_factor, gap_product
 
@@ -508,7 +509,7 @@ def make_window(
             f"are not determined by the window and the projected solve would be singular, so method='full' is used "
             f"instead (its gradient masks that tie)",
             DegenerateGradientWarning,
-            stacklevel=5,
+            stacklevel=user_stacklevel(),
         )
         return None
     tol = default_tol(lmd.dtype, xp) if tol is None else tol

@@ -281,8 +281,9 @@ def test_subset_falls_back_to_full_where_the_window_edge_cuts_a_tie() -> None:
     gradient masks the tie: finite, and equal to method="full"."""
     rng = np.random.default_rng(9)
     X = matrix_from_spectrum(np.array([1.0, 2.0, 2.0, 3.0]), rng)
-    with pytest.warns(eigdiff.DegenerateGradientWarning, match="method='full' is used instead"):
+    with pytest.warns(eigdiff.DegenerateGradientWarning, match="method='full' is used instead") as caught:
         (lmd, Y), pullback = eigdiff.vjp(X, top_k=2, method="subset")
+    assert caught[0].filename == __file__  # the caller's line
     (lmd_f, Y_f), pullback_f = eigdiff.vjp(X, top_k=2, method="full")
     np.testing.assert_array_equal(lmd, lmd_f)
     V = rng.standard_normal(Y.shape)
