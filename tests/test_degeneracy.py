@@ -188,7 +188,9 @@ def test_check_invariance_warns_for_a_non_invariant_gradient() -> None:
     lmd, Y = _tied()
     V = np.zeros((3, 2))
     V[1, 1] = 1.0  # dL/dy_3 along y_2: a rotation inside the tie changes L
-    with pytest.warns(eigdiff.DegenerateGradientWarning, match="not invariant within a degenerate eigenspace") as caught:
+    with pytest.warns(
+        eigdiff.DegenerateGradientWarning, match="not invariant within a degenerate eigenspace"
+    ) as caught:
         eigdiff.backward(lmd, Y, V, check_invariance=True)
     assert caught[0].filename == __file__  # attributed to the caller's line, not to eigdiff's layers
 

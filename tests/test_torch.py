@@ -418,12 +418,13 @@ def test_cuda_stacks_beyond_cusolvers_batch_limit(dtype: torch.dtype) -> None:
 def test_small_eager_cpu_backwards_run_on_numpy_views_with_numpys_values(
     dtype: torch.dtype, window: tuple[int, int | None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Up to `HOST_BACKWARD_MAX` elements of P, eager CPU backwards (the autograd Function's and
-    `eigdiff.backward`'s) run the core on NumPy views of the tensors: the result is then NumPy
-    eigdiff's bit for bit (the same operations on the same values), with ties inside the batch,
-    both cotangents and windows anywhere, the inputs untouched. Larger work or larger M, recorded backwards
-    (create_graph) and tensor subclasses keep torch's operations (a spy on `host_view` sees which).
-    (The route's speed is measured in ``benchmarks/host_route.py``, not here.)"""
+    """Up to `HOST_BACKWARD_MAX` elements of P and M up to `HOST_BACKWARD_MAX_ORDER`, eager CPU
+    backwards (the autograd Function's and `eigdiff.backward`'s) run the core on NumPy views of
+    the tensors: the result is then NumPy eigdiff's bit for bit (the same operations on the same
+    values), with ties inside the batch, both cotangents, windows anywhere and every degeneracy
+    mode, the inputs untouched. Larger work or larger M, recorded backwards (create_graph) and
+    tensor subclasses keep torch's operations (a spy on `host_view` sees which). (The route's
+    speed is measured in ``benchmarks/host_route.py``, not here.)"""
     from eigdiff.backends import HOST_BACKWARD_MAX, HOST_BACKWARD_MAX_ORDER
     from eigdiff.backends.torch import ADAPTER
 
@@ -456,6 +457,13 @@ def test_small_eager_cpu_backwards_run_on_numpy_views_with_numpys_values(
     np.testing.assert_array_equal(G.numpy(), reference)
     for before, after in zip(kept, (lmd, Y, V, g)):
         assert torch.equal(before, after)
+    for mode in ("lorentzian", "taylor"):  # the other degeneracy modes, with an explicit eps too
+        for eps in (None, 1e-3):
+            options = {"degeneracy": mode, "eps": eps, **window_of}
+            np.testing.assert_array_equal(
+                eigdiff.backward(lmd, Y, V, g, **options).numpy(),
+                eigdiff.backward(*(t.numpy() for t in (lmd, Y, V, g)), **options),
+            )
     # The autograd Function (which keeps the same full lmd and Y) gives the same values.
     Xg = Xt.clone().requires_grad_()
     lmd_k, Y_k = eigdiff.eigh(Xg, **selection)
