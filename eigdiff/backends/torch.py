@@ -139,6 +139,8 @@ class EighFunction(torch.autograd.Function):
 
 
 def _numpy(t: torch.Tensor | None) -> Any:
+    """A NumPy view of a CPU tensor's memory (detached: saved outputs require grad even where a
+    backward records nothing), or None."""
     return None if t is None else t.detach().numpy()
 
 
@@ -513,8 +515,7 @@ class TorchAdapter(ArrayAPIAdapter):
 
     def host_view(self, t: Any) -> Any:
         # Plain tensors only: a subclass's own dispatch (__torch_function__) must see its operations.
-        # detach: saved outputs require grad even where the backward records nothing.
-        return t.detach().numpy() if type(t) is torch.Tensor else None
+        return _numpy(t) if type(t) is torch.Tensor else None
 
     def from_host(self, a: Any) -> torch.Tensor:
         return torch.from_numpy(a)
