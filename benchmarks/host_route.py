@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
 import eigdiff
 import eigdiff.backends as backends
+from eigdiff.profiling import study
 
 SHAPES = [(5, 32), (16, 32), (2, 64), (4, 64), (16, 64), (1, 128)]
 
@@ -41,28 +41,25 @@ def _calls(B: int, M: int, dtype: torch.dtype) -> dict[str, Callable[[], object]
     return {"backward": lambda: torch.autograd.grad(Y, Xg, V, retain_graph=True), "step": step}
 
 
-def _time(fn: Callable[[], object], seconds: float = 0.05) -> float:
-    """Seconds per call, over about ``seconds`` of repeated calls after a warm-up."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    n = max(1, int(seconds / max(time.perf_counter() - start, 1e-7)))
-    start = time.perf_counter()
-    for _ in range(n):
+def _with_limits(fn: Callable[[], object], limits: tuple[int, int]) -> Callable[[], None]:
+    """``fn`` run with the route's two limits set to ``limits``."""
+
+    def call() -> None:
+        backends.HOST_BACKWARD_MAX, backends.HOST_BACKWARD_MAX_ORDER = limits
         fn()
-    return (time.perf_counter() - start) / n
+
+    return call
 
 
 def measure(B: int, M: int, dtype: torch.dtype, rounds: int) -> dict:
-    calls = _calls(B, M, dtype)
     limits = (backends.HOST_BACKWARD_MAX, backends.HOST_BACKWARD_MAX_ORDER)
-    samples: dict[tuple[str, bool], list[float]] = {(name, on): [] for name in calls for on in (True, False)}
-    try:
-        for r in range(rounds):
-            for on in (True, False) if r % 2 else (False, True):
-                backends.HOST_BACKWARD_MAX, backends.HOST_BACKWARD_MAX_ORDER = (B * M * M, M) if on else (0, 0)
-                for name, fn in calls.items():
-                    samples[name, on].append(_time(fn))
+    calls = {
+        f"{name} {on}": _with_limits(fn, (B * M * M, M) if on else (0, 0))
+        for name, fn in _calls(B, M, dtype).items()
+        for on in (True, False)
+    }
+    try:  # interleaved rounds of ~50 ms samples, as benchmarks/targets.py times
+        samples = study.time_repeated(calls, torch.device("cpu"), rounds=rounds)
     finally:
         backends.HOST_BACKWARD_MAX, backends.HOST_BACKWARD_MAX_ORDER = limits
     row: dict = {
@@ -71,9 +68,10 @@ def measure(B: int, M: int, dtype: torch.dtype, rounds: int) -> dict:
         "dtype": str(dtype).replace("torch.", ""),
         "within_limits": B * M * M <= limits[0] and M <= limits[1],
     }
-    for name in calls:
-        row[f"{name} ms (route, torch)"] = [statistics.median(samples[name, on]) * 1e3 for on in (True, False)]
-        row[f"{name} ratio"] = statistics.median(a / b for a, b in zip(samples[name, True], samples[name, False]))
+    for name in ("backward", "step"):
+        on, off = samples[f"{name} True"], samples[f"{name} False"]
+        row[f"{name} ms (route, torch)"] = [statistics.median(on), statistics.median(off)]
+        row[f"{name} ratio"] = statistics.median(a / b for a, b in zip(on, off))
     return row
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 
@@ -106,16 +105,7 @@ def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) 
         "gemm floor": _gemm_floor(X, top_k),
         "eigh": lambda: torch.linalg.eigh(X),
     }
-    # Each sample repeats its call for about 50 ms: single calls of the cheap ones would be
-    # dominated by the allocator's page faults after the expensive ones (up to ±10 % per median).
-    reps = {}
-    for name, fn in calls.items():
-        start = time.perf_counter()
-        fn()
-        reps[name] = max(1, int(0.05 / max(time.perf_counter() - start, 1e-6)))
-    repeated = {name: (lambda fn=fn, n=reps[name]: [fn() for _ in range(n)]) for name, fn in calls.items()}
-    samples = study.time_interleaved(repeated, torch.device("cpu"), iters=rounds, rounds=rounds)
-    per_call = {name: [t / reps[name] for t in s] for name, s in samples.items()}
+    per_call = study.time_repeated(calls, torch.device("cpu"), rounds=rounds)  # ~50 ms samples
     med = {name: statistics.median(s) for name, s in per_call.items()}
 
     def ratio(a: str, b: str) -> float:

@@ -260,3 +260,22 @@ def test_missing_torch_advice_names_the_cpu_build(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(SystemExit, match=r"torch: pip install 'eigdiff\[torch\]' .*CUDA build.*CPU-only build"):
         main([*_SMALL])
+
+
+def test_time_repeated_repeats_cheap_calls_and_reports_per_call_times() -> None:
+    """Each sample repeats its call for about ``seconds`` (50 ms) and is divided back to one call:
+    a 0.2 ms sleep reads at least 0.2 ms a call (sleep's floor) and well under the 50 ms a whole
+    sample takes (the bound tells a per-call time from a per-sample one, not a speed), and runs
+    many times a sample, not once."""
+    import time
+
+    counts = {"sleep": 0}
+
+    def sleep() -> None:
+        counts["sleep"] += 1
+        time.sleep(2e-4)
+
+    samples = study.time_repeated({"sleep": sleep}, torch.device("cpu"), rounds=3, seconds=0.05)
+    assert len(samples["sleep"]) == 3
+    assert all(0.2 <= t < 25.0 for t in samples["sleep"]), samples
+    assert counts["sleep"] > 1 + 3  # the timed first call, then more than one call per sample
