@@ -137,6 +137,17 @@ def column_dots(a: Array, b: Array, xp: ModuleType) -> Array:
     return xp.vecdot(a, b, axis=-2)[..., None, :]
 
 
+def row_dots(a: Array, b: Array, xp: ModuleType) -> Array:
+    """(..., k, 1): the dot products of a's and b's rows, for (..., k, n) arrays in row-major
+    order (`_conjugate_gradients`' vectors, held transposed), by NumPy's ``einsum``, torch's
+    sum of the product, ``vecdot`` elsewhere (as `column_dots`)."""
+    if is_numpy_namespace(xp):
+        return np.einsum("...ij,...ij->...i", a, b)[..., None]
+    if is_torch_namespace(xp):
+        return xp.sum(a * b, axis=-1, keepdims=True)
+    return xp.vecdot(a, b, axis=-1)[..., None]
+
+
 def times_columns(B: Array, s: Array, xp: ModuleType) -> Array:
     """B ∘ s (a new array) for B (..., n, k) and column factors s (..., 1, k). For 2-D NumPy
     arrays as the product B · diag(s), one BLAS pass: NumPy's broadcast over rows of k ≈ 8
@@ -184,9 +195,7 @@ def projected_solve(op: Operator, lmd_W: Array, R: Array, *, tol: float, maxiter
         # projected again after the column scaling: a right-hand side at rounding level (dX = I
         # in a jvp) is noise with O(1) components along Z once scaled, where CG sees ≈ 0
         b = project(R / col)
-        return _conjugate_gradients(op, apply, project, b, side, scale, shifts, tol, limit_of(n, maxiter), xp) * (
-            col / scale
-        )
+        return _conjugate_gradients(op, project, b, side, scale, shifts, tol, limit_of(n, maxiter), xp) * (col / scale)
 
     def psolve(B: Array) -> Array:  # P M⁻¹ P, SPD on the complement, for the operator over `scale`
         return B if precondition is None else project(precondition(project(B))) * scale
@@ -248,7 +257,6 @@ def limit_of(n: int, maxiter: int | None) -> int:
 
 def _conjugate_gradients(
     op: Operator,
-    apply: Any,
     project: Any,
     b: Array,
     side: int,
@@ -258,10 +266,10 @@ def _conjugate_gradients(
     limit: int,
     xp: ModuleType,
 ) -> Array:
-    """−x with apply(x) = b on the complement, for an extreme window (``side`` · apply positive
-    definite there): conjugate gradients, one column per shift, vectorized; four M × k vectors
-    and fewer passes over them per iteration than MINRES. Stops when every column's recursive
-    residual is at most ``tol`` times its right-hand side's norm.
+    """−x with side · P (A/scale − λ_j) P x_j = b_j on the complement, for an extreme window
+    (side · the operator positive definite there): conjugate gradients, one column per shift,
+    vectorized; four M × k vectors and fewer passes over them per iteration than MINRES. Stops
+    when every column's recursive residual is at most ``tol`` times its right-hand side's norm.
 
     Where the operator carries ``deflation`` (U, AU): orthonormal vectors U ⊥ Z that approximate
     the unselected eigenvectors nearest the window (the forward's guard and oversampling Ritz
@@ -269,57 +277,92 @@ def _conjugate_gradients(
     Guyomarc'h 2000): the solution's component in span(U) is solved for exactly at every step
     (a k × m × m system), so the rate is set by the gap to the spectrum beyond U instead of the
     guard's. U need not be accurate; the solution is the same.
+
+    The iteration's vectors are held transposed, (..., k, M), each column of the problem
+    contiguous: every per-column step (the shifts, α and β, the inner products) is then one
+    number broadcast over a contiguous row, where NumPy broadcast over rows of k ≈ 8 runs k
+    elements at a time (0.49 against 1.43 ms per product on 10⁵ × 8 float64). For NumPy the
+    passes run in blocks of `COLUMNS_PER_PASS` columns, the steps that read a block fused
+    while it is in cache. The 10⁵-node grid's backward (8 smallest or largest) took 0.85-0.86
+    of the time of the untransposed, unblocked loop, side by side (2-core Intel Xeon), with
+    equal results (1.5e-15 and 2e-13 relative).
     """
+    Z = op.Z
+    Zt = _rows(Z, xp)
+    lam = (shifts * side).mT  # (..., k, 1): side λ/scale
+    c = side / scale  # an exact power of two: side (A/scale − λ) = c A − side λ/scale
 
-    def dot(a: Array, c: Array) -> Array:
-        return column_dots(a, c, xp)
+    def dot(a: Array, d: Array) -> Array:  # (..., k, 1): the rows' inner products
+        return row_dots(a, d, xp)
 
-    def signed(B: Array) -> Array:  # side P (A/scale − λ) B
-        out = apply(B)
-        if side < 0:
-            out = -out
-        return out
+    n = b.shape[-2]
+    step = columns_per_pass(n, xp)
+    blocks = [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
+    def signed(Bt: Array) -> tuple[Array, Array]:  # (side P (A/scale − λ) B)ᵀ, new, and its dots with B
+        out = rows_product(op, Bt, xp)
+        gram: Any = 0
+        for s in blocks:
+            o = out[..., s]
+            o *= c
+            o -= Bt[..., s] * lam
+            gram = gram + o @ Z[..., s, :]
+        dots: Any = 0
+        for s in blocks:  # the projection: (B − Z Zᵀ B)ᵀ
+            o = out[..., s]
+            o -= gram @ Zt[..., s]
+            dots = dots + dot(Bt[..., s], o)
+        return out, dots
+
+    bt = _rows(b, xp)
+    bt *= side
     deflation = getattr(op, "deflation", None)
     if deflation is not None:
         U, AU = deflation
+        Ut = _rows(U, xp)
         m = U.shape[-1]
         eye = xp.eye(m, dtype=b.dtype, device=_device(b))
         H = U.mT @ AU
         H = (H + H.mT) / 2  # (..., m, m)
         # per column j: E_j = Uᵀ side (A/scale − λ_j) U, (..., k, m, m)
         E = side * (H[..., None, :, :] / scale[..., None] - shifts[..., 0, :, None, None] * eye)
-        MU = [AU / scale, U]  # side (A/scale − λ_j) U = side (AU/scale − U λ_j)
+        MU = xp.concat([AU / scale, U], axis=-1)  # side (A/scale − λ_j) U = side (AU/scale − U λ_j)
 
-        def per_column(t: Array) -> Array:  # column j of t (..., m, k) solved with E_j
-            return xp.moveaxis(xp.linalg.solve(E, xp.moveaxis(t, -1, -2)[..., None])[..., 0], -1, -2)
+        def coarse(T: Array) -> Array:  # (E_j⁻¹ (side (A/scale − λ_j) U)ᵀ b_j)ᵀ, (..., k, m), from T = Bᵀ MU
+            t = side * (T[..., :m] - T[..., m:] * shifts.mT)
+            return xp.linalg.solve(E, t[..., None])[..., 0]
 
-        def coarse(B: Array) -> Array:  # E_j⁻¹ (side (A/scale − λ_j) U)ᵀ B_j, (..., m, k)
-            return per_column(side * (MU[0].mT @ B - (MU[1].mT @ B) * shifts))
-
-        x = U @ per_column(U.mT @ (b * side))
-        r = b * side - signed(x)
-        p = r - U @ coarse(r)
+        xt = xp.linalg.solve(E, (bt @ U)[..., None])[..., 0] @ Ut
+        rt = bt - signed(xt)[0]
+        pt = rt - coarse(rt @ MU) @ Ut
     else:
-        r = b * side  # a new array: updated in place below, as are x and p
-        x, p = xp.zeros_like(b), r * 1.0
-    rr = dot(r, r)
-    target = (tol * tol) * dot(b, b)
+        rt = bt  # a new array: updated in place below, as are x and p
+        xt, pt = xp.zeros_like(bt), bt * 1.0
+    rr = dot(rt, rt)
+    target = (tol * tol) * dot(bt, bt)
     for _ in range(limit):
-        Ap = signed(p)
-        pAp = dot(p, Ap)
+        Apt, pAp = signed(pt)
         active = (rr > target) & (pAp > 0)  # a converged column stops (its r would underflow)
         alpha = xp.where(active, rr / xp.where(active, pAp, 1.0), 0.0)
-        x += times_columns(p, alpha, xp)
-        r -= times_columns(Ap, alpha, xp)
-        new = dot(r, r)
+        new: Any = 0
+        T: Any = 0
+        for s in blocks:  # x and r stepped, r's inner products and (deflated) Gram product
+            xs, rs = xt[..., s], rt[..., s]
+            xs += pt[..., s] * alpha
+            rs -= Apt[..., s] * alpha
+            new = new + dot(rs, rs)
+            if deflation is not None:
+                T = T + rs @ MU[..., s, :]
         if bool(xp.all(new <= target)):
-            return -project(x)
+            return -project(xt.mT)
         beta = xp.where(active, new / xp.where(active, rr, 1.0), 0.0)
-        p = times_columns(p, beta, xp)  # a new array: updated in place below
-        p += r
-        if deflation is not None:
-            p -= U @ coarse(r)
+        correction = coarse(T) if deflation is not None else None
+        for s in blocks:  # the new direction
+            ps = pt[..., s]
+            ps *= beta
+            ps += rt[..., s]
+            if correction is not None:
+                ps -= correction @ Ut[..., s]
         rr = new
     reached = float(xp.max(xp.sqrt(rr / xp.where(target > 0, target, 1.0)))) * tol
     raise ConvergenceError(
@@ -327,6 +370,31 @@ def _conjugate_gradients(
         f"at relative residual {reached:.3g} (tolerance {tol:.3g}): the selected eigenvalues are too close to the "
         f"unselected ones for the iteration count. Raise maxiter, loosen tol, or use method='full'"
     )
+
+
+#: Columns of the transposed (..., k, M) vectors per block of `_conjugate_gradients`' passes
+#: for NumPy: each block's work runs while it is in cache (other libraries take the whole
+#: array in one pass).
+COLUMNS_PER_PASS = 4096
+
+
+def columns_per_pass(n: int, xp: ModuleType) -> int:
+    """The block width of `_conjugate_gradients`' passes over its (..., k, n) vectors."""
+    return COLUMNS_PER_PASS if is_numpy_namespace(xp) else max(n, 1)
+
+
+def _rows(a: Array, xp: ModuleType) -> Array:
+    """a.mT as a new row-major array, (..., k, M) for a (..., M, k)."""
+    out = xp.empty(a.shape[:-2] + (a.shape[-1], a.shape[-2]), dtype=a.dtype, device=_device(a))
+    out[...] = a.mT
+    return out
+
+
+def rows_product(op: Operator, Bt: Array, xp: ModuleType) -> Array:
+    """(A B)ᵀ for B = Btᵀ: the operator's product of the transposed view, copied into a new
+    row-major (..., k, M) array. (SciPy's product row by row, one vector at a time, measured
+    the same on the 10⁵-node grid, k = 8.)"""
+    return _rows(op.matvec(Bt.mT), xp)
 
 
 def _halved_window_block(
