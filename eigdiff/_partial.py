@@ -123,29 +123,19 @@ def _power_of_two(a: Array, xp: ModuleType) -> Array:
     return 2.0 ** xp.round(xp.log2(xp.where(ok, a, 1.0)))
 
 
-def column_dots(a: Array, b: Array, xp: ModuleType) -> Array:
-    """(..., 1, k): the dot products of a's and b's columns, for (..., n, k) arrays in row-major
-    order, the iterative solves' inner products, in each library's fastest form measured on
-    (10⁵, 8) float64 (quiet 2-core AMD EPYC): NumPy's ``einsum`` (0.69 ms against ``vecdot``'s
+def inner_products(a: Array, b: Array, axis: int, xp: ModuleType) -> Array:
+    """The dot products of a's and b's columns (``axis=-2``, giving (..., 1, k) for (..., n, k)
+    arrays) or rows (``axis=-1``, giving (..., k, 1) for (..., k, n), `_conjugate_gradients`'
+    transposed vectors), in each library's fastest form measured on 10⁵ × 8 float64 in
+    row-major order (quiet 2-core AMD EPYC): NumPy's ``einsum`` (0.69 ms against ``vecdot``'s
     0.86; the 10⁵-node grid's bottom-8 sparse backward took 13.4 s against 15.2 s side by
     side), torch's sum of the product (0.95 against 1.13 ms), ``vecdot`` elsewhere.
     """
     if is_numpy_namespace(xp):
-        return np.einsum("...ij,...ij->...j", a, b)[..., None, :]
+        return np.expand_dims(np.einsum("...ij,...ij->...j" if axis == -2 else "...ij,...ij->...i", a, b), axis)
     if is_torch_namespace(xp):
-        return xp.sum(a * b, axis=-2, keepdims=True)
-    return xp.vecdot(a, b, axis=-2)[..., None, :]
-
-
-def row_dots(a: Array, b: Array, xp: ModuleType) -> Array:
-    """(..., k, 1): the dot products of a's and b's rows, for (..., k, n) arrays in row-major
-    order (`_conjugate_gradients`' vectors, held transposed), by NumPy's ``einsum``, torch's
-    sum of the product, ``vecdot`` elsewhere (as `column_dots`)."""
-    if is_numpy_namespace(xp):
-        return np.einsum("...ij,...ij->...i", a, b)[..., None]
-    if is_torch_namespace(xp):
-        return xp.sum(a * b, axis=-1, keepdims=True)
-    return xp.vecdot(a, b, axis=-1)[..., None]
+        return xp.sum(a * b, axis=axis, keepdims=True)
+    return xp.expand_dims(xp.vecdot(a, b, axis=axis), axis=axis)
 
 
 def times_columns(B: Array, s: Array, xp: ModuleType) -> Array:
@@ -201,7 +191,7 @@ def projected_solve(op: Operator, lmd_W: Array, R: Array, *, tol: float, maxiter
         return B if precondition is None else project(precondition(project(B))) * scale
 
     def dot(a: Array, b: Array) -> Array:
-        return column_dots(a, b, xp)
+        return inner_products(a, b, -2, xp)
 
     b = R / col
     r1 = r2 = b
@@ -293,14 +283,14 @@ def _conjugate_gradients(
     c = side / scale  # an exact power of two: side (A/scale − λ) = c A − side λ/scale
 
     def dot(a: Array, d: Array) -> Array:  # (..., k, 1): the rows' inner products
-        return row_dots(a, d, xp)
+        return inner_products(a, d, -1, xp)
 
     n = b.shape[-2]
     step = columns_per_pass(n, xp)
     blocks = [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
     def signed(Bt: Array) -> tuple[Array, Array]:  # (side P (A/scale − λ) B)ᵀ, new, and its dots with B
-        out = rows_product(op, Bt, xp)
+        out = _rows(op.matvec(Bt.mT), xp)  # (SciPy row by row, one vector each: the same time)
         gram: Any = 0
         for s in blocks:
             o = out[..., s]
@@ -328,11 +318,13 @@ def _conjugate_gradients(
         E = side * (H[..., None, :, :] / scale[..., None] - shifts[..., 0, :, None, None] * eye)
         MU = xp.concat([AU / scale, U], axis=-1)  # side (A/scale − λ_j) U = side (AU/scale − U λ_j)
 
-        def coarse(T: Array) -> Array:  # (E_j⁻¹ (side (A/scale − λ_j) U)ᵀ b_j)ᵀ, (..., k, m), from T = Bᵀ MU
-            t = side * (T[..., :m] - T[..., m:] * shifts.mT)
+        def per_column(t: Array) -> Array:  # row j of t (..., k, m) solved with E_j
             return xp.linalg.solve(E, t[..., None])[..., 0]
 
-        xt = xp.linalg.solve(E, (bt @ U)[..., None])[..., 0] @ Ut
+        def coarse(T: Array) -> Array:  # (E_j⁻¹ (side (A/scale − λ_j) U)ᵀ b_j)ᵀ, (..., k, m), from T = Bᵀ MU
+            return per_column(side * (T[..., :m] - T[..., m:] * shifts.mT))
+
+        xt = per_column(bt @ U) @ Ut
         rt = bt - signed(xt)[0]
         pt = rt - coarse(rt @ MU) @ Ut
     else:
@@ -388,13 +380,6 @@ def _rows(a: Array, xp: ModuleType) -> Array:
     out = xp.empty(a.shape[:-2] + (a.shape[-1], a.shape[-2]), dtype=a.dtype, device=_device(a))
     out[...] = a.mT
     return out
-
-
-def rows_product(op: Operator, Bt: Array, xp: ModuleType) -> Array:
-    """(A B)ᵀ for B = Btᵀ: the operator's product of the transposed view, copied into a new
-    row-major (..., k, M) array. (SciPy's product row by row, one vector at a time, measured
-    the same on the 10⁵-node grid, k = 8.)"""
-    return _rows(op.matvec(Bt.mT), xp)
 
 
 def _halved_window_block(

@@ -513,10 +513,11 @@ def test_partial_methods_are_scale_equivariant_and_take_empty_stacks(method: str
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_solvers_column_kernels_equal_their_plain_forms(backend: Backend, dtype: str) -> None:
-    """`column_dots` and `times_columns` (each library's fastest form of the iterative solves'
+    """`inner_products` and `times_columns` (each library's fastest form of the iterative solves'
     inner products and column scalings) equal the plain array-API expressions: the column
-    scaling exactly (NumPy's B · diag(s) adds exact zeros), the inner products to rounding."""
-    from eigdiff._partial import column_dots, times_columns
+    scaling exactly (NumPy's B · diag(s) adds exact zeros), the inner products, over columns
+    (axis −2) and over rows (axis −1, the conjugate gradients' transposed vectors), to rounding."""
+    from eigdiff._partial import inner_products, times_columns
 
     rng = np.random.default_rng(3)
     for shape in [(1000, 8), (3, 50, 5)]:
@@ -525,11 +526,14 @@ def test_the_solvers_column_kernels_equal_their_plain_forms(backend: Backend, dt
         s_np[..., 0] = 0.0  # an inactive column of the conjugate gradients (alpha = 0)
         a, b, s = backend.asarray(a_np), backend.asarray(b_np), backend.asarray(s_np)
         np.testing.assert_array_equal(backend.to_numpy(times_columns(a, s, backend.xp)), a_np * s_np)
-        exact = np.sum(a_np.astype(np.float64) * b_np, axis=-2, keepdims=True)
-        # recursive summation's bound, γ_n Σ|a_i b_i| (pairwise or blocked sums stay inside it)
-        bound = (
-            shape[-2]
-            * float(np.finfo(dtype).eps)
-            * np.sum(np.abs(a_np.astype(np.float64) * b_np), axis=-2, keepdims=True)
-        )
-        assert np.all(np.abs(backend.to_numpy(column_dots(a, b, backend.xp)) - exact) <= bound)
+        for axis in (-2, -1):
+            exact = np.sum(a_np.astype(np.float64) * b_np, axis=axis, keepdims=True)
+            # recursive summation's bound, γ_n Σ|a_i b_i| (pairwise or blocked sums stay inside it)
+            bound = (
+                shape[axis]
+                * float(np.finfo(dtype).eps)
+                * np.sum(np.abs(a_np.astype(np.float64) * b_np), axis=axis, keepdims=True)
+            )
+            got = backend.to_numpy(inner_products(a, b, axis, backend.xp))
+            assert got.shape == exact.shape
+            assert np.all(np.abs(got - exact) <= bound)
