@@ -82,9 +82,9 @@ class SparseInput:
 
     ``library``: "scipy", "torch", "cupy" or "operator"; ``xp``: the namespace of the dense
     blocks (NumPy for SciPy and NumPy-dtype operators, torch, CuPy); ``n``; ``product(B)`` = S B
-    for blocks B (n, b); ``bounds``: (lower, upper) bounds of S's spectrum, or None. A SciPy S
-    may be held reordered (``order``, `_reordered`; ``reorder=False``: never), and ``product``
-    and ``S`` are then the reordered matrix's: `window` maps its results back.
+    for blocks B (n, b); ``bounds``: (lower, upper) bounds of S's spectrum, or None. A SciPy or
+    CPU torch S may be held reordered (``order``, `_order`; ``reorder=False``: never), and
+    ``product`` and ``S`` are then the reordered matrix's: `window` maps its results back.
 
     Raises TypeError for an unsupported format, dtype or operator, ValueError for a shape that
     is not square 2-D, NaN/Inf among the stored values, or an asymmetric A where symmetry is
@@ -94,7 +94,7 @@ class SparseInput:
     xp: Any
     bounds: tuple[float, float] | None
     big: float | None
-    #: (order, inverse) where S is held reordered, S[order][:, order] (`_reordered`); None: as given.
+    #: (order, inverse) where S is held reordered, S[order][:, order] (`_order`); None: as given.
     order: tuple[Array, Array] | None = None
 
     def __init__(self, A: Any, *, assume_symmetric: bool, name: str = "A", reorder: bool = True) -> None:
@@ -106,7 +106,7 @@ class SparseInput:
             raise ValueError(f"{name} must be a square 2-D sparse matrix or operator, got shape {shape}")
         self.n = shape[0]
         if _torch_sparse(A):
-            self._init_torch(A, assume_symmetric)
+            self._init_torch(A, assume_symmetric, reorder)
         elif _is_operator(A) and not hasattr(A, "format"):
             self._init_operator(A)
         else:
@@ -137,7 +137,7 @@ class SparseInput:
         if assume_symmetric:
             self._probe(lambda: A.astype(xp.float64) @ self._probes(xp.float64))
 
-    def _init_torch(self, A: Any, assume_symmetric: bool) -> None:
+    def _init_torch(self, A: Any, assume_symmetric: bool, reorder: bool) -> None:
         import torch
 
         xp = _namespace("torch")
@@ -153,6 +153,8 @@ class SparseInput:
             warnings.simplefilter("ignore", UserWarning)
             C = D.to_sparse_coo() if D.layout != torch.sparse_coo else D
             S = (C if assume_symmetric else (C + C.t()) * 0.5).coalesce().to_sparse_csr()
+        if reorder:
+            S, self.order = _reordered_torch(S, structurally_symmetric=not assume_symmetric)
         self.S, self.product = S, S.__matmul__
         Sc = S.to_sparse_coo()
         rows, cols = Sc.indices()
@@ -406,35 +408,68 @@ class Reordered(DenseOperator):
         return self.xp.take(B, self.inverse, axis=-2)
 
 
-def _reordered(S: Any, *, structurally_symmetric: bool) -> tuple[Any, tuple[Array, Array] | None]:
-    """SciPy's CSR S reordered by reverse Cuthill–McKee where that at least halves its
-    bandwidth (max |i − j| over the stored entries): ``(S[order][:, order], (order, inverse))``,
-    else ``(S, None)``.
+def _order(indptr: Any, indices: Any, n: int, *, structurally_symmetric: bool) -> tuple[Any, Any] | None:
+    """The reverse Cuthill–McKee order of the CSR pattern (``indptr``, ``indices``: NumPy) as
+    NumPy ``(order, inverse)``, where it at least halves the bandwidth (max |i − j| over the
+    stored entries); None where it does not, or where SciPy (which finds it) is not installed.
 
     Why: a sparse product with an M × b block reads the block's rows at the column indices of
-    each matrix row; in a scattered order (a k-NN graph of points in random order) every read
-    misses the cache. On the 10^5-node k-NN Laplacian of `benchmarks/sparse_spectra.py`
-    (1,238,690 stored entries, float64, 2-core Intel Xeon) a product with 13 columns took
-    14.7 ms as given and 4.6 ms reordered; the reordering took 40 ms once. A grid's natural
-    order is already banded and is kept. O(nnz) time and one copy of the pattern.
+    each matrix row; in a scattered order (a k-NN graph of points in random order) nearly every
+    read misses the cache. On the 10^5-node k-NN Laplacian of `benchmarks/sparse_spectra.py`
+    (1,238,690 stored entries, float64, 2-core Intel Xeon), a product with 13 columns took
+    14.7 ms as given and 4.6 ms reordered with SciPy, 5.0 and 2.0 ms with torch's CPU CSR; the
+    order took about 50 ms to find and apply, once. A grid's natural order is already banded
+    and is kept. O(nnz) time.
     """
-    import numpy as np
-    from scipy.sparse.csgraph import reverse_cuthill_mckee
-
-    n = S.shape[0]
-    if S.nnz == 0 or n < 2:
-        return S, None
-    order = reverse_cuthill_mckee(S, symmetric_mode=structurally_symmetric).astype(np.intp)
+    try:
+        import numpy as np
+        import scipy.sparse as sparse
+        from scipy.sparse.csgraph import reverse_cuthill_mckee
+    except ImportError:
+        return None
+    if n < 2 or indices.shape[0] == 0:
+        return None
+    pattern = sparse.csr_array((np.ones(indices.shape[0], dtype=np.int8), indices, indptr), shape=(n, n))
+    order = reverse_cuthill_mckee(pattern, symmetric_mode=structurally_symmetric).astype(np.intp)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(n, dtype=np.intp)
-    rows = np.repeat(np.arange(n, dtype=np.intp), np.diff(S.indptr))
-    cols = S.indices
-    bandwidth = int(np.max(np.abs(rows - cols)))
-    reordered = int(np.max(np.abs(inverse[rows] - inverse[cols])))
-    if 2 * reordered > bandwidth:
+    rows = np.repeat(np.arange(n, dtype=np.intp), np.diff(indptr))
+    if 2 * int(np.max(np.abs(inverse[rows] - inverse[indices]))) > int(np.max(np.abs(rows - indices))):
+        return None
+    return order, inverse
+
+
+def _reordered(S: Any, *, structurally_symmetric: bool) -> tuple[Any, tuple[Array, Array] | None]:
+    """SciPy's CSR S as ``(S[order][:, order], (order, inverse))`` where `_order` finds an
+    order, else ``(S, None)``: one more copy of the pattern."""
+    import numpy as np
+
+    found = _order(S.indptr, S.indices, S.shape[0], structurally_symmetric=structurally_symmetric)
+    if found is None:
         return S, None
-    R = type(S)((S.data, (inverse[rows], inverse[cols])), shape=S.shape).tocsr()
+    inverse = found[1]
+    rows = np.repeat(inverse, np.diff(S.indptr))
+    R = type(S)((S.data, (rows, inverse[S.indices])), shape=S.shape).tocsr()
     R.sum_duplicates()
+    return R, found
+
+
+def _reordered_torch(S: Any, *, structurally_symmetric: bool) -> tuple[Any, tuple[Array, Array] | None]:
+    """A CPU torch CSR S as `_reordered` does SciPy's, with ``order`` and ``inverse`` as tensors."""
+    import torch
+
+    if S.device.type != "cpu":
+        return S, None
+    indptr, indices = S.crow_indices().numpy(), S.col_indices().numpy()
+    found = _order(indptr, indices, S.shape[0], structurally_symmetric=structurally_symmetric)
+    if found is None:
+        return S, None
+    order, inverse = (torch.from_numpy(a) for a in found)
+    rows = torch.repeat_interleave(inverse, S.crow_indices().diff())
+    index = torch.stack([rows, inverse[S.col_indices()]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        R = torch.sparse_coo_tensor(index, S.values(), S.shape).coalesce().to_sparse_csr()
     return R, (order, inverse)
 
 

@@ -223,48 +223,55 @@ def _bandwidth(A: sp.csr_array) -> int:
     return int(np.max(np.abs(C.row - C.col)))
 
 
+@pytest.mark.parametrize("kind", ["scipy-csr", "torch-csr", "torch-coo"])
 @pytest.mark.parametrize("assume_symmetric", [False, True])
 @pytest.mark.parametrize("end", ["bottom_k", "top_k"])
 def test_scattered_matrices_are_reordered_with_unchanged_results(
-    monkeypatch: pytest.MonkeyPatch, end: str, assume_symmetric: bool
+    monkeypatch: pytest.MonkeyPatch, end: str, assume_symmetric: bool, kind: str
 ) -> None:
-    """A graph in a scattered node order is iterated on its reverse Cuthill–McKee reordering
-    (bandwidth at least halved), and eigenpairs, gradient at the stored entries and tangents
-    equal those computed in the order given; a banded grid keeps its order. The two runs start
-    from different blocks, so they agree to the solver's accuracy: residuals u^(3/4) ≈ 2e-12
-    relative times the condition ‖A‖/gap ≤ ~500 of these spectra (edge and inner gaps ≥ 0.025
-    on a scale of 13), inside the 1e-9 compared (4e-11 seen)."""
+    """A graph in a scattered node order (SciPy, CPU torch) is iterated on its reverse
+    Cuthill–McKee reordering (bandwidth at least halved), and eigenpairs, gradient at the
+    stored entries and tangents equal those computed in the order given; a banded grid keeps
+    its order. The two runs start from different blocks, so they agree to the solver's
+    accuracy: residuals u^(3/4) ≈ 2e-12 relative times the condition ‖A‖/gap ≤ ~500 of these
+    spectra (edge and inner gaps ≥ 0.025 on a scale of 13), inside the 1e-9 compared (4e-11
+    seen)."""
     from eigdiff import _sparse
 
     rng = np.random.default_rng(7)
-    A = _graph_laplacian(rng.uniform(size=(300, 2)), 6)
+    A_coo = sp.coo_array(_graph_laplacian(rng.uniform(size=(300, 2)), 6))
+    A = convert(kind, A_coo)
     source = _sparse.SparseInput(A, assume_symmetric=assume_symmetric)
     assert source.order is not None
-    order, inverse = source.order
+    order, inverse = (numpy_of(a) for a in source.order)
     np.testing.assert_array_equal(np.sort(order), np.arange(300))
     np.testing.assert_array_equal(order[inverse], np.arange(300))
-    assert 2 * _bandwidth(source.S) <= _bandwidth(A)
-    grid = sp.csr_array(sp.kron(sp.eye_array(20), sp.diags_array([-1.0, 2, -1], offsets=[-1, 0, 1], shape=(20, 20))))
-    assert _sparse.SparseInput(grid, assume_symmetric=False).order is None
+    assert 2 * _bandwidth(to_scipy(source.S).tocsr()) <= _bandwidth(A_coo.tocsr())
+    grid = sp.coo_array(sp.kron(sp.eye_array(20), sp.diags_array([-1.0, 2, -1], offsets=[-1, 0, 1], shape=(20, 20))))
+    assert _sparse.SparseInput(convert(kind, grid), assume_symmetric=False).order is None
 
     V, g = rng.standard_normal((300, 4)), rng.standard_normal(4)
-    dA = sp.csr_array((rng.standard_normal(A.nnz), A.indices, A.indptr), shape=A.shape)
+    dA = convert(kind, sp.coo_array((rng.standard_normal(A_coo.nnz), (A_coo.row, A_coo.col)), shape=A_coo.shape))
     options = {end: 4, "assume_symmetric": assume_symmetric}
 
     def run() -> tuple:
-        (lmd, Y), pullback = eigdiff.vjp(A, **options)
+        (lmd_out, Y_out), pullback = eigdiff.vjp(A, **options)
+        lmd, Y = numpy_of(lmd_out), numpy_of(Y_out)
         sign = np.sign(Y[np.argmax(np.abs(Y), axis=0), np.arange(4)])  # a fixed sign per eigenvector
-        G = pullback(V * sign, g).tocoo()
+        G = to_scipy(pullback(like(V * sign, Y_out), like(g, lmd_out)))
         (_, Y_t), (dlmd, dY) = eigdiff.jvp(A, dA, **options)
-        return lmd, Y * sign, G, dlmd, dY * np.sign(np.sum(Y_t * Y, axis=0)) * sign
+        dY = numpy_of(dY) * np.sign(np.sum(numpy_of(Y_t) * Y, axis=0)) * sign
+        return lmd, Y * sign, G, numpy_of(dlmd), dY
 
     reordered = run()
-    monkeypatch.setattr(_sparse, "_reordered", lambda S, **_: (S, None))
+    monkeypatch.setattr(_sparse, "_order", lambda *_, **__: None)
+    assert _sparse.SparseInput(A, assume_symmetric=assume_symmetric).order is None
     given_order = run()
     scale = float(np.abs(reordered[0]).max())
     np.testing.assert_allclose(reordered[0], given_order[0], rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(reordered[1], given_order[1], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(reordered[2].row, given_order[2].row)  # A's pattern, in its order
+    np.testing.assert_array_equal(reordered[2].col, given_order[2].col)
     np.testing.assert_allclose(
         reordered[2].data, given_order[2].data, rtol=0, atol=1e-9 * np.abs(given_order[2].data).max()
     )
