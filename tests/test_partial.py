@@ -516,7 +516,8 @@ def test_the_solvers_column_kernels_equal_their_plain_forms(backend: Backend, dt
     """`inner_products` and `times_columns` (each library's fastest form of the iterative solves'
     inner products and column scalings) equal the plain array-API expressions: the column
     scaling exactly (NumPy's B · diag(s) adds exact zeros), the inner products, over columns
-    (axis −2) and over rows (axis −1, the conjugate gradients' transposed vectors), to rounding."""
+    (axis −2) and over rows (axis −1, the conjugate gradients' transposed vectors), to rounding;
+    `_rows`' blocked transpose exactly."""
     from eigdiff._partial import inner_products, times_columns
 
     rng = np.random.default_rng(3)
@@ -537,3 +538,14 @@ def test_the_solvers_column_kernels_equal_their_plain_forms(backend: Backend, dt
             got = backend.to_numpy(inner_products(a, b, axis, backend.xp))
             assert got.shape == exact.shape
             assert np.all(np.abs(got - exact) <= bound)
+
+    # the conjugate gradients' transposes, in blocks of rows for NumPy (a partial last block too);
+    # the conjugate gradients write in place, so they never run on JAX's immutable arrays
+    from eigdiff import _partial
+
+    for columns in (4096, 7) if backend.name != "jax" else ():
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_partial, "COLUMNS_PER_PASS", columns)
+            a_np = rng.standard_normal((2, 60, 5)).astype(dtype)
+            got = backend.to_numpy(_partial._rows(backend.asarray(a_np), backend.xp))
+            np.testing.assert_array_equal(got, np.swapaxes(a_np, -1, -2))
