@@ -528,6 +528,69 @@ def test_conjugate_gradients_of_extreme_windows_match_minres_and_raise(
         projected_solve(op, lw, R, tol=1e-13, maxiter=2, xp=xp)
 
 
+@pytest.mark.parametrize("deflated", [False, True])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_conjugate_gradients_drop_converged_columns_with_unchanged_results(
+    library: str, deflated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column that has converged leaves the conjugate gradients' block; the others go on and
+    every column's solution is still the exact one (to the solve's tolerance times the
+    condition). Column 2's right-hand side lies in the span of two eigenvectors (Krylov
+    dimension 2: it converges at iteration 2) in both matrices of the batch; column 0's in the
+    span of two in the first matrix and of four in the second: it must stay until iteration 4;
+    column 1 is generic. The columns leave in the order 2, 0, 1 (a cycle: a wrong inverse
+    permutation shows). A spy on `_converged_rows` checks that proper subsets did leave (the
+    test would otherwise not reach the compaction)."""
+    import eigdiff._partial
+    from eigdiff._partial import DenseOperator, _converged_rows, projected_solve
+
+    if library == "torch":
+        torch = pytest.importorskip("torch")
+        import array_api_compat.torch as xp
+
+        def to(a: np.ndarray):  # noqa: ANN202
+            return torch.asarray(a)
+    else:
+        import array_api_compat.numpy as xp
+
+        def to(a: np.ndarray):  # noqa: ANN202
+            return a
+
+    left: list[tuple[int, int]] = []
+
+    def spy(done, xp_):  # noqa: ANN001, ANN202
+        rows = _converged_rows(done, xp_)
+        left.append((len(rows), done.shape[-2]))
+        return rows
+
+    monkeypatch.setattr(eigdiff._partial, "_converged_rows", spy)
+    monkeypatch.setattr(eigdiff._partial, "COLUMNS_PER_PASS", 7)
+    rng = np.random.default_rng(5)
+    n, k = 60, 3
+    lmd = np.stack([np.linspace(1.0, 9.0, n), np.geomspace(1.0, 30.0, n)])
+    Q = np.linalg.qr(rng.standard_normal((2, n, n)))[0]
+    S = (Q * lmd[:, None, :]) @ np.swapaxes(Q, -1, -2)
+    Y, lw = Q[..., :k], lmd[:, :k]
+    R = rng.standard_normal((2, n, k))
+    R[:, :, 2] = Q[:, :, 10] - 2 * Q[:, :, 14]
+    R[0, :, 0] = 3 * Q[0, :, 20] + Q[0, :, 40]
+    R[1, :, 0] = Q[1, :, 8] + Q[1, :, 20] - Q[1, :, 33] + 2 * Q[1, :, 50]
+    R -= Y @ (np.swapaxes(Y, -1, -2) @ R)
+    op = DenseOperator(to(S), to(Y))
+    op.side = 1
+    if deflated:  # the next 4 eigenvectors beyond the window (exact here: Krylov dimensions stay 2 and 4)
+        U = Q[..., k : k + 4]
+        op.deflation = (to(U), to(S @ U))
+    got = np.asarray(projected_solve(op, to(lw), to(R), tol=1e-13, maxiter=None, xp=xp))
+    exact = np.zeros_like(R)
+    for b in range(2):
+        for i in range(k, n):
+            exact[b] += np.outer(Q[b, :, i], Q[b, :, i]) @ R[b] / (lw[b] - lmd[b, i])
+    np.testing.assert_allclose(got, exact, atol=1e-10)
+    assert [c for c in left if c[0]] == [(1, 3), (1, 2), (1, 1)], left
+    assert left[-1][0] == left[-1][1]
+
+
 @pytest.mark.parametrize("library", ["numpy", "torch"])
 @pytest.mark.parametrize("elements", [8 * 3, 1 << 17])
 def test_pattern_values_in_chunks_equal_the_dense_product(
