@@ -335,11 +335,14 @@ def _conjugate_gradients(
         E = side * (H[..., None, :, :] / scale[..., None] - shifts[..., 0, :, None, None] * eye)
         MUt = _rows(xp.concat([AU / scale, U], axis=-1), xp)  # side (A/scale − λ_j) U = side (AU/scale − U λ_j)
 
+        def per_column(t: Array, E: Array) -> Array:  # row j of t (..., k, m) solved with E_j
+            return xp.linalg.solve(E, t[..., None])[..., 0]
+
         def coarse(T: Array, E: Array, lam: Array) -> Array:
             """(E_j⁻¹ (side (A/scale − λ_j) U)ᵀ b_j)ᵀ, (..., k, m), from T = Bᵀ MU."""
-            return xp.linalg.solve(E, (side * T[..., :m] - T[..., m:] * lam)[..., None])[..., 0]
+            return per_column(side * T[..., :m] - T[..., m:] * lam, E)
 
-        xt = xp.linalg.solve(E, (bt @ U)[..., None])[..., 0] @ Ut
+        xt = per_column(bt @ U, E) @ Ut
         rt = bt - signed(xt, lam)[0]
         pt = rt - coarse(rt @ MUt.mT, E, lam) @ Ut
     else:
@@ -368,7 +371,8 @@ def _conjugate_gradients(
             return -project(_in_order(finished + [(ids, xt)], xp).mT)
         if converged:
             finished.append(([ids[j] for j in converged], _take_rows(xt, converged, -2, xp)))
-            open_ = [j for j in range(len(ids)) if j not in set(converged)]
+            leaving = set(converged)
+            open_ = [j for j in range(len(ids)) if j not in leaving]
             ids = [ids[j] for j in open_]
             xt, rt, pt, new, rr, target, lam, active = (
                 _take_rows(a, open_, -2, xp) for a in (xt, rt, pt, new, rr, target, lam, active)
