@@ -5,7 +5,12 @@ once through `eigdiff.eigh` and once through ``jnp.linalg.eigh`` (sliced for top
 first, then timed in interleaved rounds (median per call, ``block_until_ready``). Ratios are
 eigdiff / native, measured side by side in one run.
 
-    python benchmarks/jax_speed.py [--rounds 15] [--json out.json]
+``--eager``: the same shapes called eagerly (no jit around them), ``eigdiff.vjp`` and its
+pullback against ``jax.vjp`` of ``jnp.linalg.eigh``: the first call at each shape (JAX compiles
+for every new shape; eigdiff's adapter compiles its forward and backward whole) and the median
+of interleaved rounds after it.
+
+    python benchmarks/jax_speed.py [--rounds 15] [--eager] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,11 +45,71 @@ def losses(k: int | None, M: int, W: jnp.ndarray):
     return ours, native
 
 
+def _eager_calls(X: jnp.ndarray, V: jnp.ndarray, g: jnp.ndarray, k: int | None) -> dict:
+    """eigdiff's vjp and pullback, and JAX's own, as eager calls that return dL/dX."""
+    first = X.shape[-1] - V.shape[-1]
+
+    def ours() -> jnp.ndarray:
+        _, pullback = eigdiff.vjp(X, top_k=k)
+        return pullback(V, g)
+
+    def native() -> jnp.ndarray:
+        _, pullback = jax.vjp(lambda Z: tuple(a[..., first:] for a in jnp.linalg.eigh(Z)), X)
+        return pullback((g, V))[0]
+
+    return {"eigdiff": ours, "native": native}
+
+
+def _eager(rounds: int) -> list[dict]:
+    rows = []
+    print(
+        f"{'B':>5} {'M':>4} {'k':>4} {'dtype':>8} {'first: eigdiff s':>17} {'native s':>9} {'eigdiff ms':>11} "
+        f"{'native ms':>10} {'ratio':>6}"
+    )
+    for B, M, k in SHAPES:
+        kk = M if k is None else k
+        for dtype in (jnp.float32, jnp.float64):
+            rng = np.random.default_rng(M)
+            X = jnp.asarray(rng.standard_normal((B, M, M)), dtype=dtype)
+            V = jnp.asarray(rng.standard_normal((B, M, kk)), dtype=dtype)
+            g = jnp.ones((B, kk), dtype=dtype)
+
+            fns = _eager_calls(X, V, g, k)
+            first, times = {}, {name: [] for name in fns}
+            for name, f in fns.items():
+                start = time.perf_counter()
+                f().block_until_ready()
+                first[name] = time.perf_counter() - start
+            for _ in range(rounds):
+                for name, f in fns.items():
+                    start = time.perf_counter()
+                    f().block_until_ready()
+                    times[name].append(time.perf_counter() - start)
+            ms = {n: 1e3 * statistics.median(t) for n, t in times.items()}
+            row = dict(
+                B=B, M=M, k=k, dtype=jnp.dtype(dtype).name, first_s=first, ms=ms, ratio=ms["eigdiff"] / ms["native"]
+            )
+            rows.append(row)
+            print(
+                f"{B:5d} {M:4d} {k or 'all':>4} {row['dtype']:>8} {first['eigdiff']:17.2f} {first['native']:9.2f} "
+                f"{ms['eigdiff']:11.3f} {ms['native']:10.3f} {row['ratio']:6.2f}",
+                flush=True,
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--eager", action="store_true", help="eager calls: first call and steady state")
     args = parser.parse_args()
+    if args.eager:
+        rows = _eager(args.rounds)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"jax": jax.__version__, "devices": str(jax.devices()), "rows": rows}, fh, indent=1)
+        return
     rows = []
     print(f"{'B':>5} {'M':>4} {'k':>4} {'dtype':>8} {'eigdiff ms':>11} {'native ms':>10} {'ratio':>6}")
     for B, M, k in SHAPES:

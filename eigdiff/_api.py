@@ -501,7 +501,7 @@ def jvp(
         return (xp.asarray(window.lmd, copy=True), xp.asarray(window.Y, copy=True)), tangents
     lmd, Y = adapter.decompose(X, xp, method)
     with adapter.on_device(X):
-        tangents = _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp, lo=lo)
+        tangents = adapter.jvp(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp, lo=lo)
     return _core.top(lmd, Y, k, xp, copy=True, lo=lo), tangents
 
 

@@ -188,6 +188,30 @@ def backward_unchecked(
         }
         kernel = lambda lm, y, v, g: (backward_unchecked(lm, y, v, g, K, **options),)
         return in_slices(kernel, (lmd, Y, V, g_lmd), batch, block, xp)[0]
+    options = {"check_invariance": check_invariance, "overwrite": overwrite, "lo": lo, "host_reads": host_reads}
+    G = backward_half(lmd, Y, V, g_lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, **options)
+    return add_transpose(G, xp, blocked=overwrite)
+
+
+def backward_half(
+    lmd: Array,
+    Y: Array,
+    V: Array | None,
+    g_lmd: Array | None,
+    K: int,
+    *,
+    eps: float | None,
+    degeneracy: str,
+    check_invariance: bool = False,
+    overwrite: bool = False,
+    xp: ModuleType,
+    lo: int | None = None,
+    host_reads: bool = False,
+) -> Array:
+    """G (..., M, M) with `backward_unchecked`'s result = G + Gᵀ (options as there, but
+    ``block``): Y (½F ∘ P + ½E diag g) Y_Kᵀ. Exactly symmetric only once added to its transpose,
+    which a caller that compiles this part (JAX's jit) does outside the compiled code: a compiler
+    that fuses the last product with the sum may round (i, j) and (j, i) differently."""
     M = Y.shape[-1]
     lo = first_column(M, K, lo)
     Y_K = Y[..., lo : lo + K]
@@ -195,13 +219,12 @@ def backward_unchecked(
         if g_lmd is None or K == 0:
             return xp.zeros_like(Y)
         # Only eigenvalue gradients: Y_K diag(g) Y_Kᵀ, as ½(G + Gᵀ) so that it is exactly symmetric.
-        G = (Y_K * (g_lmd[..., None, :] / 2)) @ Y_K.mT
-        return G + G.mT
+        return (Y_K * (g_lmd[..., None, :] / 2)) @ Y_K.mT
     P = Y.mT @ V
     if check_invariance:
         warn_if_not_invariant(lmd, P, K, eps, xp, lo)
     # C = ½(F ∘ P + E diag g): the ½ of ½(G + Gᵀ) is folded into C, where it costs nothing.
-    options = {"halve": True, "overwrite": overwrite, "lo": lo, "host_reads": host_reads and overwrite}
+    options: dict[str, Any] = {"halve": True, "overwrite": overwrite, "lo": lo, "host_reads": host_reads and overwrite}
     C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, **options)
     del P  # (often C itself) each temporary is dropped once used, so that the next can take its memory
     if g_lmd is not None and overwrite:
@@ -210,9 +233,7 @@ def backward_unchecked(
         C = C + own_columns(M, K, C, xp, lo) * (g_lmd[..., None, :] / 2)
     W = Y @ C
     del C
-    G = W @ Y_K.mT
-    del W
-    return add_transpose(G, xp, blocked=overwrite)
+    return W @ Y_K.mT
 
 
 def add_to_own(C: Array, d: Array, lo: int, xp: ModuleType) -> Array:

@@ -232,7 +232,10 @@ def _lorentzian(half: Array, half_threshold: Array, xp: ModuleType) -> Array:
     t = xp.maximum(xp.abs(half), half_threshold)
     both_zero = t == 0  # Δ = ε = 0: F = 0 / (1 · 1)
     t = xp.where(both_zero, 1.0, t)
-    a, b = half / t, xp.where(both_zero, 1.0, half_threshold / t)
+    # a through a `where` too: XLA (JAX's jit) rewrites (h/t) / (X·t) into h / (t·X·t), whose t²
+    # underflows to 0 for t < √(smallest normal) (0/0 at float32 ties near 2^-63); it does not
+    # look through a select.
+    a, b = xp.where(both_zero, 0.0, half / t), xp.where(both_zero, 1.0, half_threshold / t)
     return a / ((a * a + b * b) * t)
 
 

@@ -148,6 +148,18 @@ def test_what_is_checked_outside_and_inside_jit() -> None:
     jax.jit(lambda a, b: eigdiff.backward(a, b, jnp.ones((4, 1))))(lmd_desc, Y)  # unchecked in jit
 
 
+@pytest.mark.parametrize("exponent", [-63, 88])  # the float32 range's ends as test_hardening sets them
+def test_lorentzian_tie_is_finite_under_jit_at_the_range_ends(exponent: int) -> None:
+    """A float32 tie at s = 2^e: the Lorentzian gap is 0 there, so the gradient of V is 0, under
+    jax.jit and eagerly (compiled too). XLA rewrote (h/t)/(X·t) into h/(t·X·t), t² underflowed
+    and 0/0 gave NaN at 2^-63 until the ratio went through a `where`."""
+    s = np.float32(2.0**exponent)
+    lmd, Y, V = jnp.full((2,), s), jnp.eye(2, dtype=jnp.float32), jnp.ones((2, 2), jnp.float32)
+    backward = lambda a: eigdiff.backward(a, Y, V, degeneracy="lorentzian")  # noqa: E731
+    for G in (backward(lmd), jax.jit(backward)(lmd)):
+        np.testing.assert_array_equal(np.asarray(G), np.zeros((2, 2), np.float32))
+
+
 def test_check_invariance() -> None:
     with pytest.raises(ValueError, match="check_invariance needs the cotangent"):
         eigdiff.eigh(X4, check_invariance=True)

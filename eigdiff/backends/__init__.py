@@ -183,6 +183,22 @@ class ArrayAPIAdapter:
                 return self.from_host(dX)
         return _core.backward_unchecked(lmd, Y, V, g_lmd, K, **options, **chosen)
 
+    def jvp(
+        self,
+        lmd: Array,
+        Y: Array,
+        dX: Array,
+        k: int,
+        *,
+        eps: float | None,
+        degeneracy: str,
+        xp: ModuleType,
+        lo: int | None,
+    ) -> tuple[Array, Array]:
+        """`eigdiff._core.jvp_unchecked`: (dλ, dY) of the window of k from ``lo`` along dX, from
+        the full decomposition (lmd, Y)."""
+        return _core.jvp_unchecked(lmd, Y, dX, k, eps=eps, degeneracy=degeneracy, xp=xp, lo=lo)
+
     def host_view(self, a: Array) -> Any:
         """A NumPy array sharing ``a``'s memory (``a`` on the CPU), or None where there is none
         worth taking: the default, and a library's arrays that NumPy already handles directly."""
