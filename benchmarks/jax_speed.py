@@ -98,18 +98,7 @@ def _eager(rounds: int) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--eager", action="store_true", help="eager calls: first call and steady state")
-    args = parser.parse_args()
-    if args.eager:
-        rows = _eager(args.rounds)
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump({"jax": jax.__version__, "devices": str(jax.devices()), "rows": rows}, fh, indent=1)
-        return
+def _jitted(rounds: int) -> list[dict]:
     rows = []
     print(f"{'B':>5} {'M':>4} {'k':>4} {'dtype':>8} {'eigdiff ms':>11} {'native ms':>10} {'ratio':>6}")
     for B, M, k in SHAPES:
@@ -125,7 +114,7 @@ def main() -> None:
             fns["native"](X).block_until_ready()
             reps = max(1, int(0.05 / max(time.perf_counter() - once, 1e-6)))
             times: dict[str, list[float]] = {name: [] for name in fns}
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 for name, f in fns.items():
                     start = time.perf_counter()
                     for _ in range(reps):
@@ -141,6 +130,16 @@ def main() -> None:
                 f"{B:5d} {M:4d} {k or 'all':>4} {row['dtype']:>8} {ours:11.3f} {native:10.3f} {ours / native:6.2f}",
                 flush=True,
             )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--eager", action="store_true", help="eager calls: first call and steady state")
+    args = parser.parse_args()
+    rows = _eager(args.rounds) if args.eager else _jitted(args.rounds)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"jax": jax.__version__, "devices": str(jax.devices()), "rows": rows}, fh, indent=1)
