@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -106,6 +107,9 @@ def test_documented_benchmark_command_runs() -> None:
         text=True,
         check=False,
         cwd=DOCS.parent,
+        # run under pytest-xdist (`-n auto`), the worker's variables would make pytest-benchmark
+        # disable itself in the child, which then refuses --benchmark-only
+        env={name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST")},
     )
     assert result.returncode == 0 and " passed" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
 
