@@ -15,10 +15,15 @@ PATHS = ["eigdiff", "tests", "benchmarks", "examples", "conftest.py"]
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
 def test_ruff(command: list[str]) -> None:
+    # --no-cache: the two runs may be concurrent (pytest-xdist workers) and would share .ruff_cache
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed (pip install 'eigdiff[test]')")
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", *command, *PATHS], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "ruff", *command, "--no-cache", *PATHS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
