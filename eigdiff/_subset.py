@@ -158,10 +158,12 @@ def decompose(X: Array, lo: int, hi: int) -> tuple[Array, Array, Array, Array, T
         taus.append(np.array(tau[: M - 1]))
         d_all[b], e_all[b] = d, e
         # T's eigenvalues from an exact power-of-two scale of (d, e) near 1: LAPACK's bisection
-        # (?stebz) overflows its Gershgorin bounds for entries near the float maximum.
+        # (?stebz) overflows its Gershgorin bounds for entries near the float maximum. In float64
+        # for float32 input (d, e are exact there): sstemr left an eigenvector off by 479 u where
+        # float32 eigh was off by 0.5 u (docs/partial-spectra.md).
         big = float(max(np.max(np.abs(d)), np.max(np.abs(e), initial=0.0)))
         unit = 2.0 ** round(math.log2(big)) if big > 0 else 1.0
-        d, e = d / unit, e / unit
+        d, e = (d / unit).astype(np.float64), (e / unit).astype(np.float64)
         if M == 1:
             w, z = d.copy(), np.ones((1, 1), dtype=X.dtype)
         else:

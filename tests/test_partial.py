@@ -233,6 +233,36 @@ def test_subset_matches_full(backend: Backend, problem: tuple, style: str) -> No
         np.testing.assert_allclose(dY_s * sign, dY_f, atol=rtol * (1 + np.abs(dY_f).max()))
 
 
+def test_subset_float32_eigenvectors_are_as_accurate_as_eigh() -> None:
+    """Float32 "subset" eigenvectors within 4 u ‖X‖/gap of float64's (the first-order bound; gap:
+    the smallest distance from a window eigenvalue to any other), as float32 eigh's are.
+
+    SciPy's single-precision ``sstemr`` missed that bound by 6.5× on seed 255 of these problems
+    (and by 43× on a draw of the ``dev`` profile); the window's tridiagonal eigenpairs are now
+    computed in float64. Over 400 such problems the worst is 1.23 of the bound.
+    """
+    u = float(np.finfo(np.float32).eps)
+    for seed in [255, *range(24)]:
+        rng = np.random.default_rng(seed)
+        M = 2 + seed % 8
+        lmd = np.cumsum(rng.uniform(0.1, 2.0, size=(1, M)), axis=-1) - rng.uniform(0, 2 * M, size=(1, 1))
+        X = matrix_from_spectrum(lmd, rng)
+        R = rng.standard_normal(X.shape)
+        X = X + (R - np.swapaxes(R, -1, -2)) / 2
+        lo = seed % M
+        hi = min(M, lo + 1 + (seed // 8) % 3)
+        if hi - lo == M:
+            continue
+        _, Y_ref = eigdiff.eigh(X, method="full", subset_by_index=(lo, hi))
+        _, Y = eigdiff.eigh(X.astype(np.float32), method="subset", subset_by_index=(lo, hi))
+        spectrum = np.linalg.eigvalsh((X + np.swapaxes(X, -1, -2)) / 2)[0]
+        gap = min(abs(spectrum[j] - spectrum[i]) for j in range(lo, hi) for i in range(M) if i != j)
+        sign = np.sign(np.sum(Y_ref * Y, axis=-2, keepdims=True))
+        np.testing.assert_allclose(
+            Y * sign, Y_ref, rtol=0, atol=4 * u * np.abs(spectrum).max() / gap, err_msg=f"seed {seed}"
+        )
+
+
 def test_subset_float32_solve_takes_a_right_hand_side_orthogonal_to_the_window() -> None:
     """Float32, an interior window (MINRES): the gradient and tangent within the module's 1e-4.
 
