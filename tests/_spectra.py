@@ -159,3 +159,9 @@ def finite_difference(f, X: np.ndarray, h: float = 1e-6) -> np.ndarray:
 def random_symmetric(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     A = rng.standard_normal(shape)
     return (A + np.swapaxes(A, -1, -2)) / 2
+
+
+def smallest_gap(spectrum: np.ndarray, window) -> float:  # noqa: ANN001
+    """min |λ_j − λ_i| over j in ``window`` (indices into the 1-D ``spectrum``) and i ≠ j: the
+    conditioning of the window's eigenvectors (‖dy_j‖ ≤ ‖dS‖₂ / this)."""
+    return float(min(abs(spectrum[j] - spectrum[i]) for j in window for i in range(len(spectrum)) if i != j))

@@ -17,12 +17,27 @@ import warnings
 import numpy as np
 import pytest
 from _backends import Backend
-from _spectra import finite_difference, matrix_from_spectrum, quadratic_loss_cotangents, random_symmetric
+from _spectra import (
+    finite_difference,
+    matrix_from_spectrum,
+    quadratic_loss_cotangents,
+    random_symmetric,
+    smallest_gap,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eigdiff
 from eigdiff import _methods
+
+
+def _gapped_matrices(rng: np.random.Generator, batch: int, M: int, min_gap: float = 0.1) -> np.ndarray:
+    """X (batch, M, M): symmetric part with gaps in [min_gap, 2) at a random offset, plus a skew part."""
+    gaps = rng.uniform(min_gap, 2.0, size=(batch, M))
+    lmd = np.cumsum(gaps, axis=-1) - rng.uniform(0, 2 * M, size=(batch, 1))
+    X = matrix_from_spectrum(lmd, rng)
+    R = rng.standard_normal(X.shape)
+    return X + (R - np.swapaxes(R, -1, -2)) / 2
 
 
 @st.composite
@@ -32,13 +47,9 @@ def windowed_problems(draw: st.DrawFn, max_m: int = 7, min_gap: float = 0.1) -> 
     M = draw(st.integers(2, max_m), label="M")
     batch = draw(st.integers(1, 2), label="batch")
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
-    gaps = rng.uniform(min_gap, 2.0, size=(batch, M))
-    lmd = np.cumsum(gaps, axis=-1) - rng.uniform(0, 2 * M, size=(batch, 1))
     lo = draw(st.integers(0, M - 1), label="lo")
     hi = draw(st.integers(lo + 1, M), label="hi")
-    X = matrix_from_spectrum(lmd, rng)
-    R = rng.standard_normal(X.shape)
-    X = X + (R - np.swapaxes(R, -1, -2)) / 2
+    X = _gapped_matrices(rng, batch, M, min_gap)
     k = hi - lo
     return X, lo, hi, random_symmetric((batch, k, M, M), rng), rng.standard_normal((batch, k))
 
@@ -245,10 +256,7 @@ def test_subset_float32_eigenvectors_are_as_accurate_as_eigh() -> None:
     for seed in [255, *range(24)]:
         rng = np.random.default_rng(seed)
         M = 2 + seed % 8
-        lmd = np.cumsum(rng.uniform(0.1, 2.0, size=(1, M)), axis=-1) - rng.uniform(0, 2 * M, size=(1, 1))
-        X = matrix_from_spectrum(lmd, rng)
-        R = rng.standard_normal(X.shape)
-        X = X + (R - np.swapaxes(R, -1, -2)) / 2
+        X = _gapped_matrices(rng, 1, M)
         lo = seed % M
         hi = min(M, lo + 1 + (seed // 8) % 3)
         if hi - lo == M:
@@ -256,7 +264,7 @@ def test_subset_float32_eigenvectors_are_as_accurate_as_eigh() -> None:
         _, Y_ref = eigdiff.eigh(X, method="full", subset_by_index=(lo, hi))
         _, Y = eigdiff.eigh(X.astype(np.float32), method="subset", subset_by_index=(lo, hi))
         spectrum = np.linalg.eigvalsh((X + np.swapaxes(X, -1, -2)) / 2)[0]
-        gap = min(abs(spectrum[j] - spectrum[i]) for j in range(lo, hi) for i in range(M) if i != j)
+        gap = smallest_gap(spectrum, range(lo, hi))
         sign = np.sign(np.sum(Y_ref * Y, axis=-2, keepdims=True))
         np.testing.assert_allclose(
             Y * sign, Y_ref, rtol=0, atol=4 * u * np.abs(spectrum).max() / gap, err_msg=f"seed {seed}"
@@ -274,10 +282,7 @@ def test_subset_float32_solve_takes_a_right_hand_side_orthogonal_to_the_window()
     """
     rng = np.random.default_rng(200)
     M = 7
-    lmd = np.cumsum(rng.uniform(0.1, 2.0, size=(2, M)), axis=-1) - rng.uniform(0, 2 * M, size=(2, 1))
-    X = matrix_from_spectrum(lmd, rng)
-    R = rng.standard_normal(X.shape)
-    X = X + (R - np.swapaxes(R, -1, -2)) / 2
+    X = _gapped_matrices(rng, 2, M)
     B, c = random_symmetric((2, 5, M, M), rng), rng.standard_normal((2, 5))
     selection = {"subset_by_index": (1, 6)}
     (l_f, Y_f), pullback_f = eigdiff.vjp(X, method="full", **selection)  # float64: the reference
