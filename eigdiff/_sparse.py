@@ -292,6 +292,8 @@ class SparseInput:
                 op = Reordered(self.S, Y, self.product, *self.order, xp)
                 Y = op.from_basis(Y)
             op.deflation = deflation
+            op.spectrum = (float(extremes[0]), float(extremes[1]))
+            op.shifted = None if self.library == "operator" else self.shifted
             window = make_window(
                 lmd,
                 Y,
