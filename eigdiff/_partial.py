@@ -454,8 +454,6 @@ def chebyshev_preconditioner(op: Operator, side: int, scale: Array, lam: Array, 
     shifted = getattr(op, "shifted", None)
     if spectrum is None or deflation is None or lam.ndim != 2:
         return None
-    import numpy as np
-
     s = float(xp.reshape(scale, (-1,))[0])
     ref = float(xp.max(lam))
     U, AU = deflation

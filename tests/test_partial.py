@@ -611,9 +611,45 @@ def test_the_solvers_column_kernels_equal_their_plain_forms(backend: Backend, dt
     for columns in (4096, 7) if backend.name != "jax" else ():
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(_partial, "COLUMNS_PER_PASS", columns)
-            a_np = rng.standard_normal((2, 60, 5)).astype(dtype)
-            got = backend.to_numpy(_partial._rows(backend.asarray(a_np), backend.xp))
-            np.testing.assert_array_equal(got, np.swapaxes(a_np, -1, -2))
+            for shape in [(2, 60, 5), (2, 5, 60)]:  # and back, (k, M) to (M, k), in blocks of columns
+                a_np = rng.standard_normal(shape).astype(dtype)
+                got = backend.to_numpy(_partial._rows(backend.asarray(a_np), backend.xp))
+                np.testing.assert_array_equal(got, np.swapaxes(a_np, -1, -2))
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_the_chebyshev_preconditioner_is_positive_definite_with_wrong_bounds(side: int) -> None:
+    """`chebyshev_preconditioner`'s p(H) is symmetric positive definite on the whole space, its
+    window's eigenvalues (H ≤ 0) included, even where the spectrum bounds it is given are far
+    inside the true spectrum (H beyond b): the property that keeps the conjugate gradients valid
+    whatever the bounds (docs/sparse.md). Float64, 40 × 40, M built column by column; its
+    smallest eigenvalue must be positive beyond rounding (1e-10 of its largest), and M equals
+    its transpose to 1e-12 of its largest entry."""
+    from eigdiff._partial import DenseOperator, chebyshev_preconditioner
+
+    n, k, m = 40, 3, 4
+    rng = np.random.default_rng(7)
+    lmd = np.sort(rng.uniform(0.0, 10.0, n)) * side
+    lmd = np.sort(lmd)
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    S = (Q * lmd) @ Q.T
+    S = (S + S.T) / 2
+    window = np.arange(k) if side > 0 else np.arange(n - k, n)
+    rest = np.arange(k, k + m) if side > 0 else np.arange(n - k - m, n - k)
+    op = DenseOperator(S, Q[:, window])
+    U = Q[:, rest]
+    op.deflation = (U, S @ U)
+    # bounds far too narrow: the far end a third of the way in
+    far = lmd[len(lmd) // 3] if side < 0 else lmd[-len(lmd) // 3]
+    op.spectrum = (far, lmd[-1]) if side < 0 else (lmd[0], far)
+    scale = np.ones((1, 1))
+    lam = (side * lmd[window])[:, None]
+    apply = chebyshev_preconditioner(op, side, scale, lam, np)
+    assert apply is not None
+    P = apply(np.eye(n))  # rows: (p(H) e_i)ᵀ
+    assert np.max(np.abs(P - P.T)) <= 1e-12 * np.max(np.abs(P))
+    w = np.linalg.eigvalsh((P + P.T) / 2)
+    assert w[0] > 1e-10 * w[-1]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
