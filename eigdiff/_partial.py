@@ -368,10 +368,18 @@ def _conjugate_gradients(
     rr = dot(rt, rt)  # ‖r‖², for the stopping test
     rz = rr if precondition is None else dot(rt, pt)  # rᵀ M⁻¹ r
     target = (tol * tol) * dot(bt, bt)
+    # Divergence: in exact arithmetic the error's energy norm never grows, so ‖r‖ never exceeds
+    # √κ times an earlier residual, and κ < 1/u for any system this precision can solve. A
+    # residual over 10 u^(-1/2) times its column's least means rounding has taken over (the window's
+    # rounding components, on which the projected operator is indefinite, grow without bound:
+    # below about 1e-13 relative, a 10⁴-node k-NN Laplacian's 8 smallest overflowed after 1,000
+    # of the 40,100 allowed iterations). It raises there, not at the iteration limit.
+    growth = 200 / float(xp.finfo(b.dtype).eps)  # (10 u^(-1/2))², u = eps/2
+    least = rr
     # Columns converge at different iterations: a converged column leaves the block (above).
     ids = list(range(b.shape[-1]))
     finished: list[tuple[list[int], Array]] = []
-    for _ in range(limit):
+    for iteration in range(1, limit + 1):
         Apt, pAp = signed(pt, lam)
         active = (rr > target) & (pAp > 0)  # a converged column stops (its r would underflow)
         alpha = xp.where(active, rz / xp.where(active, pAp, 1.0), 0.0)
@@ -384,6 +392,9 @@ def _conjugate_gradients(
             new = new + dot(rs, rs)
             if deflation is not None:
                 T = T + rs @ MUt[..., s].mT
+        if bool(xp.any(new > least * growth)):
+            _diverged(least, new, target, tol, iteration, xp)
+        least = xp.minimum(least, new)
         converged = _converged_rows(new <= target, xp)
         if len(converged) == len(ids):
             return -project(_in_order(finished + [(ids, xt)], xp).mT)
@@ -392,8 +403,8 @@ def _conjugate_gradients(
             leaving = set(converged)
             open_ = [j for j in range(len(ids)) if j not in leaving]
             ids = [ids[j] for j in open_]
-            xt, rt, pt, new, rr, rz, target, lam, active = (
-                _take_rows(a, open_, -2, xp) for a in (xt, rt, pt, new, rr, rz, target, lam, active)
+            xt, rt, pt, new, rr, rz, target, lam, active, least = (
+                _take_rows(a, open_, -2, xp) for a in (xt, rt, pt, new, rr, rz, target, lam, active, least)
             )
             if deflation is not None:
                 T, E = _take_rows(T, open_, -2, xp), _take_rows(E, open_, -3, xp)
@@ -418,6 +429,22 @@ def _conjugate_gradients(
         f"the projected solve of the partial-spectrum gradient stopped after {limit} conjugate-gradient iterations "
         f"at relative residual {reached:.3g} (tolerance {tol:.3g}): the selected eigenvalues are too close to the "
         f"unselected ones for the iteration count. Raise maxiter, loosen tol, or use method='full'"
+    )
+
+
+def _diverged(least: Array, new: Array, target: Array, tol: float, iteration: int, xp: ModuleType) -> None:
+    """Raises the `ConvergenceError` of conjugate gradients whose residual has grown past its
+    bound: the least relative residual any diverging column reached, and where it is now."""
+    norm2 = xp.where(target > 0, target, 1.0) / (tol * tol)  # ‖b‖², per column
+    growth = xp.where(least > 0, new / xp.where(least > 0, least, 1.0), xp.inf)
+    worst = xp.reshape(growth == xp.max(growth), (-1,))  # the column that grew most
+    lowest = float(xp.max(xp.reshape(xp.sqrt(least / norm2), (-1,))[worst]))
+    now = float(xp.max(xp.reshape(xp.sqrt(new / norm2), (-1,))[worst]))
+    raise ConvergenceError(
+        f"the projected solve of the partial-spectrum gradient diverged after {iteration} conjugate-gradient "
+        f"iterations: a column's relative residual fell to {lowest:.3g}, then grew to {now:.3g} (tolerance "
+        f"{tol:.3g}); rounding errors dominate below about {lowest:.1g} in this dtype for this window's gap. "
+        f"Loosen tol above it, or use method='full' on a dense matrix"
     )
 
 

@@ -555,6 +555,44 @@ def test_conjugate_gradients_of_extreme_windows_match_minres_and_raise(
 
 
 @pytest.mark.parametrize("deflated", [False, True])
+@pytest.mark.parametrize("side", [1, -1])
+def test_conjugate_gradients_raise_on_divergence_not_at_the_limit(side: int, deflated: bool) -> None:
+    """Below the accuracy float64 reaches (tol 1e-17 on a system of condition 9), the recursive
+    residual first falls to rounding level and then grows without bound: the solve raises once
+    it has grown by 10 u^(-1/2) (√κ is the most exact CG allows, κ < 1/u for any solvable
+    system), naming the least residual reached, instead of running to 4n + 100 iterations."""
+    import re
+
+    import array_api_compat.numpy as xp
+
+    from eigdiff._partial import DenseOperator, projected_solve
+
+    rng = np.random.default_rng(12)
+    n, k = 80, 3
+    lmd, Q = np.linspace(1.0, 9.0, n), np.linalg.qr(rng.standard_normal((n, n)))[0]
+    S = (Q * lmd) @ Q.T
+    window = slice(0, k) if side == 1 else slice(n - k, n)
+    Y, lw = Q[:, window], lmd[window]
+    R = rng.standard_normal((n, k))
+    R -= Y @ (Y.T @ R)
+    op = DenseOperator(S, Y)
+    op.side = side
+    if deflated:
+        nearest = slice(k, k + 4) if side == 1 else slice(n - k - 4, n - k)
+        U = np.linalg.qr(Q[:, nearest] + 1e-3 * rng.standard_normal((n, 4)))[0]
+        U = np.linalg.qr(U - Y @ (Y.T @ U))[0]
+        op.deflation = (U, S @ U)
+    with pytest.raises(eigdiff.ConvergenceError, match="diverged after") as raised:
+        projected_solve(op, lw, R, tol=1e-17, maxiter=None, xp=xp)
+    found = re.search(r"diverged after (\d+) .* fell to (\S+), then grew to (\S+) ", str(raised.value))
+    assert found is not None, str(raised.value)
+    iterations, least, grown = int(found[1]), float(found[2]), float(found[3])
+    assert iterations < 4 * n + 100  # the limit
+    assert least < 1e-14  # it did converge to rounding level first
+    assert grown > 10 * least / np.sqrt(np.finfo(np.float64).eps / 2)
+
+
+@pytest.mark.parametrize("deflated", [False, True])
 @pytest.mark.parametrize("library", ["numpy", "torch"])
 def test_conjugate_gradients_drop_converged_columns_with_unchanged_results(
     library: str, deflated: bool, monkeypatch: pytest.MonkeyPatch
