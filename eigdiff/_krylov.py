@@ -136,7 +136,8 @@ def iterate(
         product = lambda B: scaled(B) / unit  # noqa: E731
     limit = DEFAULT_MAXITER if maxiter is None else maxiter
     reached = math.inf
-    for _ in range(limit):
+    progress = _Progress(like.dtype, xp)
+    for restart in range(1, limit + 1):
         blocks, products = [V], [AV]
         for _ in range(depth):
             W = products[-1]
@@ -164,6 +165,8 @@ def iterate(
             if unit is not None:
                 lmd, guards, extremes = lmd * unit[..., 0], guards * unit[..., 0], extremes * unit[..., 0]
             return lmd, Y_W, guards, extremes
+        if progress.stalled(reached):
+            raise progress.error("block Krylov", top, k, f"{restart} restarts", tol)
         V, AV = Y, AY
     raise ConvergenceError(
         f"the block Krylov iteration for the {'largest' if top else 'smallest'} {k} eigenpairs stopped after "
@@ -314,7 +317,8 @@ def _filtered(
     AV = apply(V)
     limit = DEFAULT_MAXITER if maxiter is None else maxiter
     reached = math.inf
-    for _ in range(limit):
+    progress = _Progress(like.dtype, xp)
+    for step in range(1, limit + 1):
         H = V.mT @ AV
         theta, Z = xp.linalg.eigh((H + H.mT) / 2)
         V, AV = V @ Z, AV @ Z
@@ -341,6 +345,8 @@ def _filtered(
             rest = xp.arange(k, b, device=_device(th))  # the guard and the oversampling: the backward's deflation
             deflation = (xp.take(V, rest, axis=1), xp.take(AV, rest, axis=1) * sign)
             return lmd, Y, guards, xp.asarray(ends, dtype=th.dtype, device=_device(th)), deflation
+        if progress.stalled(reached):
+            raise progress.error("Chebyshev-filtered block", top, k, f"{step} filter steps", tol)
         cut, low = float(theta[-1]), min(float(theta[0]), lower)
         if float(theta[-1]) > upper:  # the upper estimate was too low: widen it and filter again
             upper = float(theta[-1]) + (upper - lower)
@@ -363,6 +369,37 @@ def _filtered(
         f"the gap between the window and the rest of the spectrum is too small relative to its spread. Raise "
         f"maxiter or loosen tol"
     )
+
+
+#: A forward's residual is at rounding level below ROUNDING_LEVEL · eps (relative to the
+#: spectrum's scale); there, STALLED_STEPS steps (filter steps, restarts) without a new least
+#: residual end the iteration with a `ConvergenceError` naming it (a tol below what the dtype
+#: reaches), instead of running to ``maxiter``: 200 filter steps of degree 60 took 14.6 s on a
+#: 10⁴-node k-NN Laplacian's 8 smallest at tol 1e-16, 20× its converged forward, and 1.6 s
+#: with the rule. Far above that level a stall is left to ``maxiter`` (slow progress on a small
+#: gap is progress).
+ROUNDING_LEVEL = 1000
+STALLED_STEPS = 10
+
+
+class _Progress:
+    """The least residual a forward iteration has reached, and the steps since."""
+
+    def __init__(self, dtype: Any, xp: ModuleType) -> None:
+        self.dtype, self.floor = dtype, ROUNDING_LEVEL * float(xp.finfo(dtype).eps)
+        self.least, self.since = math.inf, 0
+
+    def stalled(self, reached: float) -> bool:
+        """Records ``reached``; whether the iteration has stalled at rounding level."""
+        self.least, self.since = (reached, 0) if reached < self.least else (self.least, self.since + 1)
+        return self.since >= STALLED_STEPS and self.least <= self.floor
+
+    def error(self, iteration: str, top: bool, k: int, steps: str, tol: float) -> ConvergenceError:
+        return ConvergenceError(
+            f"the {iteration} iteration for the {'largest' if top else 'smallest'} {k} eigenpairs stopped decreasing "
+            f"its residual after {steps}: it reached {self.least:.3g} relative, within rounding of {self.dtype} "
+            f"(tolerance {tol:.3g}), and no less in the {self.since} since. Loosen tol above {self.least:.1g}"
+        )
 
 
 def _degree(

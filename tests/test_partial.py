@@ -672,3 +672,26 @@ def test_block_orthonormalization_through_scipy_equals_numpys(monkeypatch: pytes
         Q = _orthonormal(W, xp)
         assert Q.dtype == W.dtype and Q.flags.c_contiguous
         np.testing.assert_allclose(Q, reference, rtol=0, atol=bound)
+
+
+@pytest.mark.parametrize("library", ["numpy-float64", "torch-float32"])
+def test_krylov_forward_raises_when_its_residual_stalls_at_rounding_level(library: str) -> None:
+    """A tol below what the dtype reaches (1e-17): the block Krylov iteration's residual falls to
+    rounding level and stays there; it raises after `STALLED_STEPS` restarts without a new least,
+    naming the least reached (≤ `ROUNDING_LEVEL` eps), instead of running all 200 restarts."""
+    import re
+
+    from eigdiff import _krylov
+
+    A = np.random.default_rng(0).standard_normal((120, 120))
+    X, eps = A + A.T, float(np.finfo(np.float64).eps)
+    if library.startswith("torch"):
+        torch = pytest.importorskip("torch", reason="the torch variant needs torch")
+        X, eps = torch.tensor(X, dtype=torch.float32), float(np.finfo(np.float32).eps)
+    with pytest.raises(eigdiff.ConvergenceError, match="stopped decreasing its residual") as raised:
+        eigdiff.eigh(X, top_k=3, method="krylov", tol=1e-17)
+    found = re.search(r"after (\d+) restarts: it reached (\S+) relative", str(raised.value))
+    assert found is not None, str(raised.value)
+    restarts, least = int(found[1]), float(found[2])
+    assert restarts < _krylov.DEFAULT_MAXITER
+    assert 1e-17 < least <= _krylov.ROUNDING_LEVEL * eps

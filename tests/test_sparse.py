@@ -691,3 +691,29 @@ def test_pattern_values_in_chunks_equal_the_dense_product(
     else:
         values = _sparse.pattern_values(U, F, rows, cols, _sparse._namespace("numpy"))
     np.testing.assert_allclose(values, expected, rtol=0, atol=1e-14 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("library", ["scipy-csr", "torch-coo"])  # float64, float32
+@pytest.mark.parametrize("end", ["bottom_k", "top_k"])
+def test_filtered_forward_raises_when_its_residual_stalls_at_rounding_level(library: str, end: str) -> None:
+    """A tol below what the dtype reaches (1e-17): the filtered iteration's residual falls to
+    rounding level and stays there; it raises after `STALLED_STEPS` steps without a new least,
+    naming the least reached (≤ `ROUNDING_LEVEL` eps), instead of running all 200 filter steps."""
+    import re
+
+    import scipy.sparse as sp
+
+    from eigdiff import _krylov
+
+    D = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(30, 30))
+    eye = sp.identity(30, format="csr")
+    dtype = np.float32 if library.startswith("torch") else np.float64
+    A = convert(library, (sp.kron(D, eye) + sp.kron(eye, D)).astype(dtype).tocoo())  # the 900-node grid Laplacian
+    eps = float(np.finfo(dtype).eps)
+    with pytest.raises(eigdiff.ConvergenceError, match="stopped decreasing its residual") as raised:
+        eigdiff.eigh(A, **{end: 8}, tol=1e-17)
+    found = re.search(r"after (\d+) filter steps: it reached (\S+) relative", str(raised.value))
+    assert found is not None, str(raised.value)
+    steps, least = int(found[1]), float(found[2])
+    assert steps < _krylov.DEFAULT_MAXITER
+    assert 1e-17 < least <= _krylov.ROUNDING_LEVEL * eps
