@@ -510,6 +510,26 @@ def test_scipy_duplicates_hold_shares_that_sum_to_the_gradient() -> None:
     np.testing.assert_allclose(G.toarray(), G1.toarray(), atol=1e-10)
 
 
+def _extreme_window_system(side: int, deflated: bool) -> tuple:
+    """S (80 × 80, eigenvalues 1…9), an extreme window's Y and λ_W (3 pairs, the bottom for side
+    1), a right-hand side R ⊥ Y, and (deflated) the next 4 eigenvectors beyond the window,
+    perturbed by 1e-3 and kept orthonormal and ⊥ Y, else None; with Q and λ for references."""
+    rng = np.random.default_rng(12)
+    n, k = 80, 3
+    lmd, Q = np.linspace(1.0, 9.0, n), np.linalg.qr(rng.standard_normal((n, n)))[0]
+    S = (Q * lmd) @ Q.T
+    window = slice(0, k) if side == 1 else slice(n - k, n)
+    Y, lw = Q[:, window], lmd[window]
+    R = rng.standard_normal((n, k))
+    R -= Y @ (Y.T @ R)
+    U = None
+    if deflated:
+        nearest = slice(k, k + 4) if side == 1 else slice(n - k - 4, n - k)
+        U = Q[:, nearest] + 1e-3 * rng.standard_normal((n, 4))
+        U = np.linalg.qr(U - Y @ (Y.T @ U))[0]
+    return S, Y, lw, R, U, Q, lmd, window
+
+
 @pytest.mark.parametrize("deflated", [False, True])
 @pytest.mark.parametrize("columns", [4096, 7])
 @pytest.mark.parametrize("side", [1, -1])
@@ -528,21 +548,12 @@ def test_conjugate_gradients_of_extreme_windows_match_minres_and_raise(
 
     monkeypatch.setattr(eigdiff._partial, "COLUMNS_PER_PASS", columns)
 
-    rng = np.random.default_rng(12)
-    n, k = 80, 3
-    lmd, Q = np.linspace(1.0, 9.0, n), np.linalg.qr(rng.standard_normal((n, n)))[0]
-    S = (Q * lmd) @ Q.T
-    window = slice(0, k) if side == 1 else slice(n - k, n)
-    Y, lw = Q[:, window], lmd[window]
-    R = rng.standard_normal((n, k))
-    R -= Y @ (Y.T @ R)
+    S, Y, lw, R, U, Q, lmd, window = _extreme_window_system(side, deflated)
+    n = S.shape[0]
     minres = projected_solve(DenseOperator(S, Y), lw, R, tol=1e-13, maxiter=None, xp=xp)
     op = DenseOperator(S, Y)
     op.side = side
-    if deflated:  # the next 4 eigenvectors beyond the window, perturbed, kept orthonormal and ⊥ Y
-        nearest = slice(k, k + 4) if side == 1 else slice(n - k - 4, n - k)
-        U = Q[:, nearest] + 1e-3 * rng.standard_normal((n, 4))
-        U = np.linalg.qr(U - Y @ (Y.T @ U))[0]
+    if U is not None:
         op.deflation = (U, S @ U)
     cg = projected_solve(op, lw, R, tol=1e-13, maxiter=None, xp=xp)
     exact = sum(
@@ -580,20 +591,11 @@ def test_conjugate_gradients_raise_on_divergence_not_at_the_limit(side: int, def
         def to(a: np.ndarray) -> object:
             return a
 
-    rng = np.random.default_rng(12)
-    n, k = 80, 3
-    lmd, Q = np.linspace(1.0, 9.0, n), np.linalg.qr(rng.standard_normal((n, n)))[0]
-    S = (Q * lmd) @ Q.T
-    window = slice(0, k) if side == 1 else slice(n - k, n)
-    Y, lw = Q[:, window], lmd[window]
-    R = rng.standard_normal((n, k))
-    R -= Y @ (Y.T @ R)
+    S, Y, lw, R, U, _, _, _ = _extreme_window_system(side, deflated)
+    n = S.shape[0]
     op = DenseOperator(to(S), to(Y))
     op.side = side
-    if deflated:
-        nearest = slice(k, k + 4) if side == 1 else slice(n - k - 4, n - k)
-        U = np.linalg.qr(Q[:, nearest] + 1e-3 * rng.standard_normal((n, 4)))[0]
-        U = np.linalg.qr(U - Y @ (Y.T @ U))[0]
+    if U is not None:
         op.deflation = (to(U), to(S @ U))
     with pytest.raises(eigdiff.ConvergenceError, match="diverged after") as raised:
         projected_solve(op, to(lw), to(R), tol=1e-17, maxiter=None, xp=xp)
