@@ -147,7 +147,9 @@ def eigh(
         or an interior window, NaN/Inf among the stored values, an asymmetric A with
         ``assume_symmetric``, a tie across the window's edge).
     ConvergenceError
-        ``"krylov"``: the forward did not converge within ``maxiter`` restarts.
+        ``"krylov"``: the forward did not converge within ``maxiter`` restarts, or its residual
+        stalled at rounding level above ``tol`` (a ``tol`` below what the dtype reaches; the
+        message names the least residual reached).
     TypeError
         ``X`` is not an array (a list, ``np.matrix``, a masked array, an unsupported sparse
         format such as LIL), or is
@@ -391,7 +393,9 @@ def vjp(
         With neither, ``dX`` is zeros: the exact gradient of a loss that depends on neither
         output (as ``jax.vjp``'s pullback of a zero cotangent), deliberately not an error.
         Raises ValueError when a cotangent's shape does not match its output or it holds
-        NaN/Inf, TypeError when it is not an array of X's library and dtype.
+        NaN/Inf, TypeError when it is not an array of X's library and dtype; for the partial
+        methods, `eigdiff.ConvergenceError` when the backward's iterative solve does not reach
+        ``tol`` within its cap or, at a window's end, diverges below what the dtype reaches.
 
     Examples
     --------
