@@ -166,7 +166,7 @@ def iterate(
                 lmd, guards, extremes = lmd * unit[..., 0], guards * unit[..., 0], extremes * unit[..., 0]
             return lmd, Y_W, guards, extremes
         if progress.stalled(reached):
-            raise progress.error("block Krylov", top, k, f"{restart} restarts", tol)
+            raise progress.error("block Krylov", top, k, restart, "restarts", tol)
         V, AV = Y, AY
     raise ConvergenceError(
         f"the block Krylov iteration for the {'largest' if top else 'smallest'} {k} eigenpairs stopped after "
@@ -346,7 +346,7 @@ def _filtered(
             deflation = (xp.take(V, rest, axis=1), xp.take(AV, rest, axis=1) * sign)
             return lmd, Y, guards, xp.asarray(ends, dtype=th.dtype, device=_device(th)), deflation
         if progress.stalled(reached):
-            raise progress.error("Chebyshev-filtered block", top, k, f"{step} filter steps", tol)
+            raise progress.error("Chebyshev-filtered block", top, k, step, "filter steps", tol)
         cut, low = float(theta[-1]), min(float(theta[0]), lower)
         if float(theta[-1]) > upper:  # the upper estimate was too low: widen it and filter again
             upper = float(theta[-1]) + (upper - lower)
@@ -394,11 +394,12 @@ class _Progress:
         self.least, self.since = (reached, 0) if reached < self.least else (self.least, self.since + 1)
         return self.since >= STALLED_STEPS and self.least <= self.floor
 
-    def error(self, iteration: str, top: bool, k: int, steps: str, tol: float) -> ConvergenceError:
+    def error(self, iteration: str, top: bool, k: int, done: int, unit: str, tol: float) -> ConvergenceError:
+        """The error after ``done`` steps, each a ``unit`` ("filter steps", "restarts")."""
         return ConvergenceError(
             f"the {iteration} iteration for the {'largest' if top else 'smallest'} {k} eigenpairs stopped decreasing "
-            f"its residual after {steps}: it reached {self.least:.3g} relative, within rounding of {self.dtype} "
-            f"(tolerance {tol:.3g}), and no less in the {self.since} since. Loosen tol above {self.least:.1g}"
+            f"its residual after {done} {unit}: it reached {self.least:.3g} relative, within rounding of {self.dtype} "
+            f"(tolerance {tol:.3g}), and no less in the {self.since} {unit} since. Loosen tol above {self.least:.1g}"
         )
 
 
