@@ -20,6 +20,8 @@ import warnings
 from types import ModuleType
 from typing import Any
 
+from array_api_compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
+
 from eigdiff._checks import namespace, user_stacklevel
 from eigdiff._gaps import degenerate, first_column, gap_product, own_columns, own_entries
 
@@ -62,17 +64,20 @@ def symmetrize(X: Array, xp: ModuleType) -> Array:
 TRANSPOSE_TILE = 256
 
 
-def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False) -> Array:
+def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False, spare: Array | None = None) -> Array:
     """G + Gᵀ over the last two axes, exactly symmetric (each entry is one sum g_ij + g_ji).
 
     ``blocked=True`` (eager code with no autograd recording) forms it, for M ≥ 4 tiles, tile by
     tile into a new array (each tile summed in place, no temporary), so that the transposed
     operand is read in cache-sized pieces: the same sums, the same rounding, fewer cache misses.
+    ``spare`` (eager code only): a dead temporary that the sum is written into where it fits
+    (see `_into`), instead of a new array.
     """
     M = G.shape[-1]
     if not blocked or M < 4 * TRANSPOSE_TILE:
-        return G + G.mT
-    out = xp.empty_like(G)
+        return G + G.mT if spare is None else _into(xp.add, G, G.mT, spare, xp)
+    fits = spare is not None and tuple(spare.shape) == tuple(G.shape) and spare.dtype == G.dtype
+    out = spare if spare is not None and fits else xp.empty_like(G)
     for i in range(0, M, TRANSPOSE_TILE):
         for j in range(0, M, TRANSPOSE_TILE):
             rows, cols = slice(i, i + TRANSPOSE_TILE), slice(j, j + TRANSPOSE_TILE)
@@ -80,6 +85,27 @@ def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False) -> Array:
             tile[...] = G[..., rows, cols]
             tile += G[..., cols, rows].mT
     return out
+
+
+def _into(op: Any, a: Array, b: Array, spare: Array | None, xp: ModuleType) -> Array:
+    """``op(a, b)`` (``xp.matmul``, or ``xp.add`` of equal shapes) written into ``spare`` where
+    it fits, else a new array. ``spare`` is a temporary that is no longer needed and does not
+    overlap ``a`` or ``b`` (eager code only), or None; it fits where it has the result's shape
+    and dtype and the library's functions take an ``out`` (NumPy, CuPy, torch: the array API
+    standard has none). The same operation either way, the same values, one allocation fewer.
+
+    On the CPU a new array of megabytes can cost a page fault per 4 KiB page, where the
+    allocator has returned that memory to the system since the last call (glibc does past its
+    trim and mmap thresholds); see the performance docs ("Page faults")."""
+    if spare is None or not (is_numpy_namespace(xp) or is_torch_namespace(xp) or is_cupy_namespace(xp)):
+        return op(a, b)
+    if op is xp.matmul:
+        fits = tuple(a.shape[:-2]) == tuple(b.shape[:-2]) and tuple(spare.shape) == tuple(a.shape[:-1]) + (b.shape[-1],)
+    else:
+        fits = tuple(spare.shape) == tuple(a.shape) == tuple(b.shape)
+    if not fits or not spare.dtype == a.dtype == b.dtype:
+        return op(a, b)
+    return op(a, b, out=spare)
 
 
 def in_slices(
@@ -188,9 +214,10 @@ def backward_unchecked(
         }
         kernel = lambda lm, y, v, g: (backward_unchecked(lm, y, v, g, K, **options),)
         return in_slices(kernel, (lmd, Y, V, g_lmd), batch, block, xp)[0]
+    spare: list[Array] | None = [] if overwrite else None
     options = {"check_invariance": check_invariance, "overwrite": overwrite, "lo": lo, "host_reads": host_reads}
-    G = backward_half(lmd, Y, V, g_lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, **options)
-    return add_transpose(G, xp, blocked=overwrite)
+    G = backward_half(lmd, Y, V, g_lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, spare=spare, **options)
+    return add_transpose(G, xp, blocked=overwrite, spare=spare.pop() if spare else None)
 
 
 def backward_half(
@@ -207,11 +234,17 @@ def backward_half(
     xp: ModuleType,
     lo: int | None = None,
     host_reads: bool = False,
+    spare: list[Array] | None = None,
 ) -> Array:
     """G (..., M, M) with `backward_unchecked`'s result = G + Gᵀ (options as there, but
     ``block``): Y (½F ∘ P + ½E diag g) Y_Kᵀ. Exactly symmetric only once added to its transpose,
     which a caller that compiles this part (JAX's jit) does outside the compiled code: a compiler
-    that fuses the last product with the sum may round (i, j) and (j, i) differently."""
+    that fuses the last product with the sum may round (i, j) and (j, i) differently.
+
+    ``spare`` (a list, with ``overwrite``): each product is written into a temporary that is no
+    longer needed where one fits (`_into`: of the full window, K = M), and the last such
+    temporary is left in the list, for the caller's G + Gᵀ. Peak memory is unchanged (P and
+    one more temporary of its shape); the allocations fall from five to two."""
     M = Y.shape[-1]
     lo = first_column(M, K, lo)
     Y_K = Y[..., lo : lo + K]
@@ -224,16 +257,22 @@ def backward_half(
     if check_invariance:
         warn_if_not_invariant(lmd, P, K, eps, xp, lo)
     # C = ½(F ∘ P + E diag g): the ½ of ½(G + Gᵀ) is folded into C, where it costs nothing.
+    spare = spare if overwrite else None
     options: dict[str, Any] = {"halve": True, "overwrite": overwrite, "lo": lo, "host_reads": host_reads and overwrite}
-    C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, **options)
+    C = gap_product(P, lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, spare=spare, **options)
     del P  # (often C itself) each temporary is dropped once used, so that the next can take its memory
     if g_lmd is not None and overwrite:
         C = add_to_own(C, g_lmd / 2, lo, xp)
     elif g_lmd is not None:
         C = C + own_columns(M, K, C, xp, lo) * (g_lmd[..., None, :] / 2)
-    W = Y @ C
+    W = _into(xp.matmul, Y, C, spare.pop() if spare else None, xp)
+    if spare is None:
+        del C
+        return W @ Y_K.mT
+    G = _into(xp.matmul, W, Y_K.mT, C, xp)  # into C's memory where K = M
     del C
-    return W @ Y_K.mT
+    spare.append(W)
+    return G
 
 
 def add_to_own(C: Array, d: Array, lo: int, xp: ModuleType) -> Array:

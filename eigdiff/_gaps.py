@@ -179,12 +179,15 @@ def gap_product(
     overwrite: bool = False,
     lo: int | None = None,
     host_reads: bool = False,
+    spare: list[Array] | None = None,
 ) -> Array:
     """F ∘ P for the `gap_matrix` F (times ½ when ``halve``), P of shape (..., M, k).
 
     Every mode works on half-gaps ½Δ (finite for every finite λ) and scales by a power of two
     at the end, exactly. ``overwrite`` lets the product be formed in P's memory (never under
-    autograd recording). ``host_reads`` (with ``overwrite``: eager code on the CPU, ascending λ)
+    autograd recording); ``spare`` (a list, with ``overwrite``) then receives the temporary of
+    P's shape that is no longer needed (the half-gaps, or F), for the caller's next result to
+    be written into. ``host_reads`` (with ``overwrite``: eager code on the CPU, ascending λ)
     lets ``"mask"`` read on the host whether anything beyond each column's own entry is masked
     (`ties_beyond_own`); where nothing is, the own entries are set by one strided slice instead
     of the three M × k passes of the mask. The result is the same, bit for bit.
@@ -202,6 +205,8 @@ def gap_product(
             half[xp.abs(half) <= half_threshold] = math.inf
         P /= half
         P *= scale
+        if spare is not None:
+            spare.append(half)
         return P
     tiny = xp.abs(half) <= half_threshold  # includes each column's own entry, where Δ = 0
     if degeneracy == "mask":
@@ -220,6 +225,8 @@ def gap_product(
     F = xp.where(own, 0.0, F * scale)
     if overwrite:
         P *= F
+        if spare is not None:
+            spare.append(F)
         return P
     return P * F
 

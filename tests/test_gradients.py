@@ -345,6 +345,95 @@ def test_the_backward_in_slices_keeps_its_peak_memory_near_the_output() -> None:
     assert peaks[64] <= 1.5 < 2.5 <= peaks[None], peaks
 
 
+@pytest.mark.parametrize("degeneracy", ["mask", "lorentzian"])
+@pytest.mark.parametrize("case", ["no ties", "a tie", "eigenvalue cotangent", "top 3"])
+def test_the_eager_backward_writes_its_products_into_dead_temporaries(
+    degeneracy: str, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch, eager (``overwrite``): of the full backward's three matrix products and G + Gᵀ, only
+    Yᵀ V makes a new array; Y C, the product with Yᵀ and the sum are written into temporaries that
+    are no longer needed (the half-gaps or F, then C, then Y C: `_core._into`), where each made one
+    before. The values are the same bit for bit as with every product in a new array, the result
+    is exactly symmetric, and the inputs are unchanged. A window of k < M columns has no temporary
+    of the (M, M) result's shape: there only Y C is written into one."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from eigdiff import _core, _gaps
+
+    monkeypatch.setattr(_gaps, "TIE_TEST_MIN", 0)
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((6, 8, 8))
+    lmd, Y = np.linalg.eigh(A + np.swapaxes(A, -1, -2))
+    if case == "a tie":
+        lmd[:, 4] = lmd[:, 3]
+    K = 3 if case == "top 3" else 8
+    V = rng.standard_normal((6, 8, K))
+    g = rng.standard_normal((6, K)) if case == "eigenvalue cotangent" else None
+    args = [None if a is None else torch.from_numpy(a) for a in (lmd, Y, V, g)]
+    options = {"eps": None, "degeneracy": degeneracy, "overwrite": True, "xp": xp, "host_reads": True}
+
+    class NewStorages(TorchDispatchMode):
+        """Counts the matrix products and sums whose result is in a storage none of their arguments has."""
+
+        made = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            seen = [t.untyped_storage().data_ptr() for t in tensors]
+            products = (torch.ops.aten.bmm, torch.ops.aten.mm)
+            symmetric_sum = (
+                func.overloadpacket is torch.ops.aten.add and len(seen) >= 2 and seen[0] == seen[1]
+            )  # G + Gᵀ
+            if func.overloadpacket in products or symmetric_sum:
+                self.made += out.untyped_storage().data_ptr() not in seen
+            return out
+
+    counter = NewStorages()
+    with counter:
+        dX = _core.backward_unchecked(*args, K, **options)
+    monkeypatch.setattr(_core, "_into", lambda op, a, b, spare, xp: op(a, b))
+    fresh = NewStorages()
+    with fresh:
+        expected = _core.backward_unchecked(*args, K, **options)
+    assert torch.equal(dX, expected)
+    assert torch.equal(dX, dX.mT)
+    # K = M: only Yᵀ V, against four; K < M: Yᵀ V, G and G + Gᵀ (the two are (M, M), C is (M, K))
+    assert (counter.made, fresh.made) == ((1, 4) if K == 8 else (3, 4)), (counter.made, fresh.made)
+    for before, after in zip((lmd, Y, V, g), args):
+        if before is not None:
+            np.testing.assert_array_equal(after.numpy(), before)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_the_tiled_transpose_sum_writes_into_a_spare_array(library: str) -> None:
+    """`_core.add_transpose` tiled (``blocked``, M = 4 tiles) into a spare array: exactly G + Gᵀ,
+    in the spare's memory; a spare of another shape or dtype is left alone (a new array)."""
+    from eigdiff import _core
+
+    rng = np.random.default_rng(2)
+    G = rng.standard_normal((4 * _core.TRANSPOSE_TILE,) * 2).astype(np.float32)
+    if library == "torch":
+        torch = pytest.importorskip("torch")
+        import array_api_compat.torch as xp
+
+        wrap, ptr = torch.from_numpy, lambda a: a.data_ptr()
+    else:
+        import array_api_compat.numpy as xp
+
+        wrap, ptr = (lambda a: a), (lambda a: a.__array_interface__["data"][0])
+    spare = wrap(np.zeros_like(G))
+    out = _core.add_transpose(wrap(G), xp, blocked=True, spare=spare)
+    np.testing.assert_array_equal(np.asarray(out), G + G.T)
+    assert ptr(out) == ptr(spare)
+    other = wrap(np.zeros_like(G, dtype=np.float64))
+    out = _core.add_transpose(wrap(G), xp, blocked=True, spare=other)
+    np.testing.assert_array_equal(np.asarray(out), G + G.T)
+    assert ptr(out) != ptr(other) and not np.asarray(other).any()
+
+
 def test_the_whole_batch_backward_drops_each_temporary_once_used(monkeypatch: pytest.MonkeyPatch) -> None:
     """NumPy, traced by tracemalloc, the whole batch at once (no slices), V only, no ties: at its
     peak the backward holds G and the result, about 2× the output (2.09× measured; 3.0× when
