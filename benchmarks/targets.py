@@ -18,14 +18,26 @@ the exactly symmetric sum G + Gᵀ; it omits the ½ scaling, the dtype-aware tie
 every check, so it is a lower bound on eigdiff's time, not a usable gradient. Where its ratio to
 native is above a target, no backward of this design reaches that target here.
 
-    python benchmarks/targets.py [--rounds 15] [--json results.json]
+The "faults / call" columns count the minor page faults of one backward (``getrusage``; Linux and
+macOS): each is the first touch of a 4 KiB page that the allocator took back from the system since
+the last call. How many a call takes depends on the allocator's state, which earlier calls in the
+process set (glibc raises its trim and mmap thresholds to the largest block freed so far), so the
+same code can measure quite differently at the same shape. ``--heap`` fixes that state for the
+whole run by re-running the script with glibc's tunables set: ``steady`` (nothing is returned to
+the system: no faults, the arithmetic alone), ``mmap`` (every block of 128 KiB or more is mapped
+afresh and faults on first touch: the allocator at its least favourable); the default leaves
+glibc's dynamic thresholds as they come.
+
+    python benchmarks/targets.py [--rounds 15] [--json results.json] [--heap steady|mmap] [--shapes 1000x32,64x128]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 
 import torch
 
@@ -33,6 +45,28 @@ from eigdiff.profiling import study
 
 SHAPES = [(5, 32), (1000, 32), (64, 128), (8, 512), (1, 2048)]
 DTYPES = [torch.float32, torch.float64]
+
+#: glibc's malloc tunables for each ``--heap`` state (read when the process starts). "steady": trim
+#: and mmap thresholds past any block here, so freed memory stays in the heap; "mmap": a fixed
+#: 128 KiB mmap threshold (glibc's initial one, without its dynamic raise), so every larger block is
+#: mapped afresh and returned on free.
+HEAPS = {
+    "steady": {"MALLOC_TRIM_THRESHOLD_": str(2**40), "MALLOC_MMAP_THRESHOLD_": str(2**31), "MALLOC_TOP_PAD_": "0"},
+    "mmap": {"MALLOC_MMAP_THRESHOLD_": str(2**17)},
+}
+
+
+def faults_per_call(fn, calls: int = 20) -> float | None:
+    """Minor page faults per call of ``fn`` (after one call to warm up), or None without ``resource``."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fn()
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / calls
 
 
 def _fwd_bwd(method: str, X: torch.Tensor, top_k: int | None):
@@ -129,6 +163,7 @@ def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) 
         return statistics.median(x / y for x, y in zip(per_call[a], per_call[b]))
 
     mem = {name: study.peak_memory(calls[name], torch.device("cpu")) for name in ("bwd eigdiff", "bwd native")}
+    faults = {name: faults_per_call(calls[name]) for name in ("bwd eigdiff", "bwd native")}
     return {
         "B": B,
         "M": M,
@@ -136,6 +171,7 @@ def measure(B: int, M: int, dtype: torch.dtype, top_k: int | None, rounds: int) 
         "top_k": top_k,
         "median_ms": med,
         "peak_bytes": mem,
+        "faults_per_call": faults,
         "bwd_ratio": ratio("bwd eigdiff", "bwd native"),
         "total_ratio": ratio("fwd+bwd eigdiff", "fwd+bwd native"),
         "minimal_bwd_ratio": ratio("bwd minimal", "bwd native"),
@@ -153,28 +189,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--heap", choices=sorted(HEAPS), help="fix the allocator's state for the run (glibc)")
+    parser.add_argument("--shapes", help="only these B×M, as 1000x32,64x128 (and no top-k rows)")
     args = parser.parse_args()
-    rows = [measure(B, M, dt, None, args.rounds) for dt in DTYPES for B, M in SHAPES]
-    rows += [measure(8, 512, dt, 8, args.rounds) for dt in DTYPES]
+    if args.heap and os.environ.get("EIGDIFF_TARGETS_HEAP") != args.heap:  # the tunables are read at start-up
+        env = {**os.environ, **HEAPS[args.heap], "EIGDIFF_TARGETS_HEAP": args.heap}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    shapes = SHAPES if not args.shapes else [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
+    rows = [measure(B, M, dt, None, args.rounds) for dt in DTYPES for B, M in shapes]
+    if not args.shapes:
+        rows += [measure(8, 512, dt, 8, args.rounds) for dt in DTYPES]
     machine = study.machine()
+    machine["heap"] = args.heap or "as it comes"
     print(
-        f"Machine: {machine.get('cpu', machine['processor'])}, torch {machine['torch']}, {machine['threads']} threads\n"
+        f"Machine: {machine.get('cpu', machine['processor'])}, torch {machine['torch']}, {machine['threads']} threads, "
+        f"heap: {machine['heap']}\n"
     )
     print(
         "| B | M | k | dtype | bwd eigdiff ms | bwd native ms | bwd ratio | fwd+bwd ratio "
         "| minimal: bwd, fwd+bwd ratio | fwd+bwd floor ratio | GEMM floor ms | bwd / floor (eigdiff, native) "
-        "| floor + G + Gᵀ / native bwd | bwd peak MiB (eigdiff / native) |"
+        "| floor + G + Gᵀ / native bwd | bwd peak MiB (eigdiff / native) | bwd faults / call (eigdiff, native) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        m, p = r["median_ms"], r["peak_bytes"]
+        m, p, f = r["median_ms"], r["peak_bytes"], r["faults_per_call"]
+        faults = "n/a" if f["bwd eigdiff"] is None else f"{f['bwd eigdiff']:.0f}, {f['bwd native']:.0f}"
         print(
             f"| {r['B']} | {r['M']} | {r['top_k'] or 'all'} | {r['dtype']} | {m['bwd eigdiff']:.3f} | "
             f"{m['bwd native']:.3f} | {r['bwd_ratio']:.2f} | {r['total_ratio']:.2f} | "
             f"{r['minimal_bwd_ratio']:.2f}, {r['minimal_total_ratio']:.2f} | {r['total_floor_ratio']:.2f} | "
             f"{m['gemm floor']:.3f} | "
             f"{r['eigdiff_over_floor']:.2f}, {r['native_over_floor']:.2f} | {r['symmetric_floor_ratio']:.2f} | "
-            f"{p['bwd eigdiff'] / 2**20:.2f} / {p['bwd native'] / 2**20:.2f} |"
+            f"{p['bwd eigdiff'] / 2**20:.2f} / {p['bwd native'] / 2**20:.2f} | {faults} |"
         )
     if args.json:
         with open(args.json, "w") as f:
