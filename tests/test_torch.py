@@ -490,3 +490,51 @@ def test_small_eager_cpu_backwards_run_on_numpy_views_with_numpys_values(
     tagged = eigdiff.backward(*(t.as_subclass(Tagged) for t in (lmd, Y, V, g)), **window_of)
     assert views == [] and isinstance(tagged, Tagged), views
     assert 5 * 6 * 6 <= HOST_BACKWARD_MAX and 6 <= HOST_BACKWARD_MAX_ORDER
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_eager_forward_writes_the_eigenvectors_into_the_halved_input(
+    device: str, batch: tuple[int, ...], dtype: torch.dtype
+) -> None:
+    """Eager `eigdiff.eigh` (full method) makes two arrays of X's size, X/2 and ½(X + Xᵀ), and
+    torch's eigh writes the eigenvectors over the first (`backends.torch._decompose_into_half`), where it
+    made three; the pairs are torch's eigh of ½(X + Xᵀ) bit for bit, with the same strides, and
+    the gradient is unchanged. Under vmap (a torch.func transform) the outputs stay functional."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    X = _separated(batch, 6, seed=len(batch), device=device).to(dtype)
+    size = X.untyped_storage().nbytes()
+
+    class NewStorages(TorchDispatchMode):
+        """Counts op results in a storage of X's size that none of the op's arguments has."""
+
+        made = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            leaves = torch.utils._pytree.tree_leaves((args, kwargs))
+            seen = {t.untyped_storage().data_ptr() for t in leaves if isinstance(t, torch.Tensor)}
+            for t in torch.utils._pytree.tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
+                    self.made += t.untyped_storage().nbytes() >= size
+            return out
+
+    counter = NewStorages()
+    with counter:
+        lmd, Y = eigdiff.eigh(X, method="full")
+    H = X / 2
+    expected = torch.linalg.eigh(H + H.mT)
+    assert torch.equal(lmd, expected[0]) and torch.equal(Y, expected[1])
+    assert Y.stride() == expected[1].stride()
+    assert counter.made == 2, counter.made
+    Xg = X.clone().requires_grad_()
+    W = torch.randn(Y.shape, dtype=dtype, generator=torch.Generator().manual_seed(0)).to(device)
+    (eigdiff.eigh(Xg, method="full")[1] * W).sum().backward()
+    Xn = X.clone().requires_grad_()
+    (torch.linalg.eigh((Xn + Xn.mT) / 2)[1] * W).sum().backward()
+    tol = 1e3 * torch.finfo(dtype).eps
+    torch.testing.assert_close(Xg.grad, Xn.grad, rtol=tol, atol=tol)
+    if not batch:
+        mapped = vmap(lambda x: eigdiff.eigh(x, method="full")[1])(X[None].expand(2, 6, 6))
+        assert torch.equal(mapped[0], Y)

@@ -224,6 +224,10 @@ class ArrayAPIAdapter:
     #: measured by ``benchmarks/small_matrices.py --blocks``); None: the whole batch at once.
     small_block: int | None = None
 
+    def full_decompose(self, X: Array, xp: ModuleType) -> tuple[Array, Array]:
+        """(lmd, Y) of ½(X + Xᵀ) by the library's eigh: `eigdiff._core.decompose`."""
+        return _core.decompose(X, xp=xp, solver=self.native_solver)
+
     def decompose(self, X: Array, xp: ModuleType, method: str = "full") -> tuple[Array, Array]:
         """Full, non-differentiable (lmd ascending, Y) of ½(X + Xᵀ), by a resolved ``method``:
         "full" (the library's eigh) or "small" (eigdiff's, M ≤ 3; it reads ½(X + Xᵀ) itself)."""
@@ -231,11 +235,11 @@ class ArrayAPIAdapter:
             block = self.eigh_slice(X)
             batch = tuple(X.shape[:-2])
             if block is not None and math.prod(batch) > block:
-                decompose = lambda x: _core.decompose(x, xp=xp, solver=self.native_solver)
+                decompose = lambda x: self.full_decompose(x, xp)
                 eager = self.check_values(X)  # traced code cannot write into preallocated outputs
                 lmd, Y = _core.in_slices(decompose, (X,), batch, block, xp, in_place=eager)
                 return lmd, Y
-            return _core.decompose(X, xp=xp, solver=self.native_solver)
+            return self.full_decompose(X, xp)
         eager_cpu = _small.on_cpu(X) and self.check_values(X)
         return _small.eigh(X, xp, block=self.small_block if eager_cpu else None)
 

@@ -10,6 +10,7 @@ Importing this module without torch raises an ImportError that says what to inst
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -544,6 +545,12 @@ class TorchAdapter(ArrayAPIAdapter):
         # Under torch.func transforms the batch seen here excludes the vmapped dimensions.
         return EIGH_SLICE.get(X.device.type)
 
+    def full_decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
+        # Eager only: traced and transformed code keeps functional outputs.
+        if torch.compiler.is_compiling() or _transformed(X) or X.device.type == "meta":
+            return super().full_decompose(X, xp)
+        return _decompose_into_half(X)
+
     def decompose(self, X: Any, xp: ModuleType, method: str = "full") -> tuple[Any, Any]:
         with torch.no_grad():
             return super().decompose(X, xp, method)
@@ -592,6 +599,21 @@ class TorchAdapter(ArrayAPIAdapter):
             return super().matrix_function(X, spec, xp, method)
         _refuse_nested_forward_mode()
         return _for_eager(MatrixFunction, EagerMatrixFunction).apply(X, spec, self.check_values(X), method)[0]
+
+
+def _decompose_into_half(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`eigdiff._core.decompose` (torch's eigh of `_core.symmetrize`'s H + Hᵀ, H = X/2, the same
+    values) with H formed in the memory that the eigenvectors then take: eager code only.
+
+    Y is allocated first, with the column-major strides torch's eigh gives its result; H is its
+    transposed view, no longer needed once H + Hᵀ exists, when eigh writes Y over it. One array
+    of X's size fewer per forward (on what an allocation can cost, see `_core._into`)."""
+    *batch, M, _ = X.shape
+    strides = [M * M * math.prod(batch[i + 1 :]) for i in range(len(batch))] + [1, M]
+    Y = torch.empty_strided(X.shape, strides, dtype=X.dtype, device=X.device)
+    H = torch.div(X, 2, out=Y.mT)
+    lmd = torch.empty(X.shape[:-1], dtype=X.dtype, device=X.device)
+    return torch.linalg.eigh(H + H.mT, out=(lmd, Y))  # type: ignore[no-any-return]
 
 
 @torch.compiler.disable  # a graph break: the iterations run eagerly inside compiled code
