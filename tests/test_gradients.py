@@ -353,8 +353,9 @@ def test_the_eager_backward_writes_its_products_into_dead_temporaries(
     """torch, eager (``overwrite``): of the full backward's three matrix products and G + Gᵀ, only
     Yᵀ V makes a new array; Y C, the product with Yᵀ and the sum are written into temporaries that
     are no longer needed (the half-gaps or F, then C, then Y C: `_core._into`), where each made one
-    before. The values are the same bit for bit as with every product in a new array, the result
-    is exactly symmetric, and the inputs are unchanged. A window of k < M columns has no temporary
+    before (from `_core.INTO_MIN` elements on; below it, each still does). The values are the same
+    bit for bit as with every product in a new array, the result is exactly symmetric, and the
+    inputs are unchanged. A window of k < M columns has no temporary
     of the (M, M) result's shape: there only Y C is written into one."""
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
@@ -364,6 +365,8 @@ def test_the_eager_backward_writes_its_products_into_dead_temporaries(
 
     monkeypatch.setattr(_gaps, "TIE_TEST_MIN", 0)
     rng = np.random.default_rng(3)
+    small = _core.INTO_MIN
+    monkeypatch.setattr(_core, "INTO_MIN", 0)  # a small batch here: take the spare arrays at any size
     A = rng.standard_normal((6, 8, 8))
     lmd, Y = np.linalg.eigh(A + np.swapaxes(A, -1, -2))
     if case == "a tie":
@@ -394,6 +397,11 @@ def test_the_eager_backward_writes_its_products_into_dead_temporaries(
     counter = NewStorages()
     with counter:
         dX = _core.backward_unchecked(*args, K, **options)
+    monkeypatch.setattr(_core, "INTO_MIN", small)  # below it, every result is a new array
+    below = NewStorages()
+    with below:
+        assert torch.equal(_core.backward_unchecked(*args, K, **options), dX)
+    assert below.made == 4, below.made
     monkeypatch.setattr(_core, "_into", lambda op, a, b, spare, xp: op(a, b))
     fresh = NewStorages()
     with fresh:

@@ -495,14 +495,18 @@ def test_small_eager_cpu_backwards_run_on_numpy_views_with_numpys_values(
 @pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_eager_forward_writes_the_eigenvectors_into_the_halved_input(
-    device: str, batch: tuple[int, ...], dtype: torch.dtype
+    device: str, batch: tuple[int, ...], dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Eager `eigdiff.eigh` (full method) makes two arrays of X's size, X/2 and ½(X + Xᵀ), and
-    torch's eigh writes the eigenvectors over the first (`backends.torch._decompose_into_half`), where it
-    made three; the pairs are torch's eigh of ½(X + Xᵀ) bit for bit, with the same strides, and
-    the gradient is unchanged. Under vmap (a torch.func transform) the outputs stay functional."""
+    """Eager `eigdiff.eigh` (full method, from `_core.INTO_MIN` elements of X on) makes two arrays
+    of X's size, X/2 and ½(X + Xᵀ), and torch's eigh writes the eigenvectors over the first
+    (`backends.torch._decompose_into_half`), where it made three; the pairs are torch's eigh of
+    ½(X + Xᵀ) bit for bit, with the same strides, and the gradient is unchanged. Under vmap (a
+    torch.func transform) the outputs stay functional."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
+    from eigdiff import _core
+
+    monkeypatch.setattr(_core, "INTO_MIN", 0)  # small matrices here: take the path at any size
     X = _separated(batch, 6, seed=len(batch), device=device).to(dtype)
     size = X.untyped_storage().nbytes()
 

@@ -547,7 +547,8 @@ class TorchAdapter(ArrayAPIAdapter):
 
     def full_decompose(self, X: Any, xp: ModuleType) -> tuple[Any, Any]:
         # Eager only: traced and transformed code keeps functional outputs.
-        if torch.compiler.is_compiling() or _transformed(X) or X.device.type == "meta":
+        small = X.numel() < _core.INTO_MIN  # from the heap's free lists anyway (see `_core._into`)
+        if small or torch.compiler.is_compiling() or _transformed(X) or X.device.type == "meta":
             return super().full_decompose(X, xp)
         return _decompose_into_half(X)
 
