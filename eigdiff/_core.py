@@ -75,7 +75,7 @@ def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False, spare: Arr
     """
     M = G.shape[-1]
     if not blocked or M < 4 * TRANSPOSE_TILE:
-        return G + G.mT if spare is None else _into(xp.add, G, G.mT, spare, xp)
+        return _into("add", G, G.mT, spare, xp)
     fits = spare is not None and tuple(spare.shape) == tuple(G.shape) and spare.dtype == G.dtype
     out = spare if spare is not None and fits else xp.empty_like(G)
     for i in range(0, M, TRANSPOSE_TILE):
@@ -94,27 +94,28 @@ def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False, spare: Arr
 INTO_MIN = 2**15
 
 
-def _into(op: Any, a: Array, b: Array, spare: Array | None, xp: ModuleType) -> Array:
-    """``op(a, b)`` (``xp.matmul``, or ``xp.add`` of equal shapes) written into ``spare`` where
-    it fits, else a new array. ``spare`` is a temporary that is no longer needed and does not
-    overlap ``a`` or ``b`` (eager code only), or None; it fits where it has the result's shape
-    and dtype and the library's functions take an ``out`` (NumPy, CuPy, torch: the array API
-    standard has none). The same operation either way, the same values, one allocation fewer.
+def _into(op: str, a: Array, b: Array, spare: Array | None, xp: ModuleType) -> Array:
+    """``a @ b`` (``op="matmul"``) or ``a + b`` of equal shapes (``"add"``), written into ``spare``
+    where it fits, else a new array. ``spare`` is a temporary that is no longer needed and does
+    not overlap ``a`` or ``b`` (eager code only), or None; it fits where it has the result's
+    shape and dtype, at least `INTO_MIN` elements, and the library's functions take an ``out``
+    (NumPy, CuPy, torch: the array API standard has none). The same operation either way, the
+    same values, one allocation fewer.
 
     On the CPU a new array of megabytes can cost a page fault per 4 KiB page, where the
     allocator has returned that memory to the system since the last call (glibc does past its
     trim and mmap thresholds); see the performance docs ("Page faults")."""
+    matmul = op == "matmul"
     if spare is None or math.prod(spare.shape) < INTO_MIN:
-        return op(a, b)
-    if not (is_numpy_namespace(xp) or is_torch_namespace(xp) or is_cupy_namespace(xp)):
-        return op(a, b)
-    if op is xp.matmul:
+        return a @ b if matmul else a + b
+    if matmul:
         fits = tuple(a.shape[:-2]) == tuple(b.shape[:-2]) and tuple(spare.shape) == tuple(a.shape[:-1]) + (b.shape[-1],)
     else:
         fits = tuple(spare.shape) == tuple(a.shape) == tuple(b.shape)
-    if not fits or not spare.dtype == a.dtype == b.dtype:
-        return op(a, b)
-    return op(a, b, out=spare)
+    takes_out = is_numpy_namespace(xp) or is_torch_namespace(xp) or is_cupy_namespace(xp)
+    if not (fits and takes_out and spare.dtype == a.dtype == b.dtype):
+        return a @ b if matmul else a + b
+    return xp.matmul(a, b, out=spare) if matmul else xp.add(a, b, out=spare)
 
 
 def in_slices(
@@ -274,11 +275,11 @@ def backward_half(
         C = add_to_own(C, g_lmd / 2, lo, xp)
     elif g_lmd is not None:
         C = C + own_columns(M, K, C, xp, lo) * (g_lmd[..., None, :] / 2)
-    W = _into(xp.matmul, Y, C, spare.pop() if spare else None, xp)
+    W = _into("matmul", Y, C, spare.pop() if spare else None, xp)
     if spare is None:
         del C
         return W @ Y_K.mT
-    G = _into(xp.matmul, W, Y_K.mT, C, xp)  # into C's memory where K = M
+    G = _into("matmul", W, Y_K.mT, C, xp)  # into C's memory where K = M
     del C
     spare.append(W)
     return G
