@@ -75,7 +75,7 @@ def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False, spare: Arr
     """
     M = G.shape[-1]
     if not blocked or M < 4 * TRANSPOSE_TILE:
-        return _into("add", G, G.mT, spare, xp)
+        return G + G.mT if spare is None else _into("add", G, G.mT, spare, xp)
     fits = spare is not None and tuple(spare.shape) == tuple(G.shape) and spare.dtype == G.dtype
     out = spare if spare is not None and fits else xp.empty_like(G)
     for i in range(0, M, TRANSPOSE_TILE):
@@ -224,7 +224,7 @@ def backward_unchecked(
         }
         kernel = lambda lm, y, v, g: (backward_unchecked(lm, y, v, g, K, **options),)
         return in_slices(kernel, (lmd, Y, V, g_lmd), batch, block, xp)[0]
-    spare: list[Array] | None = [] if overwrite else None
+    spare: list[Array] | None = [] if overwrite and math.prod(Y.shape) >= INTO_MIN else None
     options = {"check_invariance": check_invariance, "overwrite": overwrite, "lo": lo, "host_reads": host_reads}
     G = backward_half(lmd, Y, V, g_lmd, K, eps=eps, degeneracy=degeneracy, xp=xp, spare=spare, **options)
     return add_transpose(G, xp, blocked=overwrite, spare=spare.pop() if spare else None)
@@ -275,10 +275,11 @@ def backward_half(
         C = add_to_own(C, g_lmd / 2, lo, xp)
     elif g_lmd is not None:
         C = C + own_columns(M, K, C, xp, lo) * (g_lmd[..., None, :] / 2)
-    W = _into("matmul", Y, C, spare.pop() if spare else None, xp)
     if spare is None:
+        W = Y @ C
         del C
         return W @ Y_K.mT
+    W = _into("matmul", Y, C, spare.pop() if spare else None, xp)
     G = _into("matmul", W, Y_K.mT, C, xp)  # into C's memory where K = M
     del C
     spare.append(W)
