@@ -76,8 +76,9 @@ def add_transpose(G: Array, xp: ModuleType, *, blocked: bool = False, spare: Arr
     M = G.shape[-1]
     if not blocked or M < 4 * TRANSPOSE_TILE:
         return G + G.mT if spare is None else _into("add", G, G.mT, spare, xp)
-    fits = spare is not None and tuple(spare.shape) == tuple(G.shape) and spare.dtype == G.dtype
-    out = spare if spare is not None and fits else xp.empty_like(G)
+    out = spare
+    if out is None or tuple(out.shape) != tuple(G.shape) or out.dtype != G.dtype:
+        out = xp.empty_like(G)
     for i in range(0, M, TRANSPOSE_TILE):
         for j in range(0, M, TRANSPOSE_TILE):
             rows, cols = slice(i, i + TRANSPOSE_TILE), slice(j, j + TRANSPOSE_TILE)
